@@ -1,0 +1,1 @@
+"""hoptrace: mitmproxy addons that record every hop of a service pipeline and rebuild its runs."""

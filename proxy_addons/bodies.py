@@ -1,0 +1,49 @@
+"""PURE: how a message body is written into a record. Never raises, whatever the bytes."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+# Bodies larger than this are cut in the record (the .mitm file keeps them whole).
+DEFAULT_MAX_BODY = 256 * 1024
+
+
+def encode_body(
+    raw: bytes | None,
+    content_type: str | None = None,
+    *,
+    note: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BODY,
+) -> dict:
+    """Describe ``raw`` as ``{"kind": "json"|"text"|"base64"|"empty", "value", "size",
+    "content_type"}``, plus ``"truncated": true`` when cut and ``"note"`` when something could
+    not be decoded. JSON is parsed whatever the content type claims; text must be valid UTF-8."""
+    body: dict = {"kind": "empty", "value": None, "size": 0, "content_type": content_type}
+    if note:
+        body["note"] = note
+    if not raw:
+        return body
+    body["size"] = len(raw)
+    data = raw
+    if len(raw) > max_bytes:
+        data = raw[:max_bytes]
+        body["truncated"] = True
+    else:
+        try:
+            body.update(kind="json", value=json.loads(data))
+            return body
+        except (ValueError, RecursionError):
+            pass
+    try:
+        body.update(kind="text", value=data.decode("utf-8"))
+    except UnicodeDecodeError:
+        body.update(kind="base64", value=base64.b64encode(data).decode("ascii"))
+    return body
+
+
+def body_json(body: dict | None):
+    """The parsed JSON value of a recorded body, or None when it was not JSON."""
+    if body and body.get("kind") == "json":
+        return body.get("value")
+    return None

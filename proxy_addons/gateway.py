@@ -1,0 +1,10 @@
+"""The addon script mitmdump/mitmweb load: ``mitmdump -s proxy_addons/gateway.py``.
+
+Order matters: routing first (it picks the service), then the annotating addons, the recorder last
+so the record and the .mitm file carry every annotation.
+"""
+
+from proxy_addons.recorder import Recorder
+from proxy_addons.routing import Routing
+
+addons = [Routing(), Recorder()]

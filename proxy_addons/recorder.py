@@ -1,0 +1,173 @@
+"""Record every finished exchange into the session folder: flows.jsonl, flows.mitm, flows.har.
+
+The recorder only reads the traffic. It writes in its ``response``/``error`` hooks, after the
+other addons have annotated the flow (comment, marker, ``flow.metadata["hoptrace.record"]``), and
+the hook returns only once the record is flushed, so a response the client got is on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import mitmproxy
+from mitmproxy import ctx, exceptions, http, io
+from mitmproxy.addons.savehar import SaveHar
+from mitmproxy.io import tnetstring
+
+from proxy_addons.bodies import DEFAULT_MAX_BODY, encode_body
+from proxy_addons.routing import SERVICE_KEY, UPSTREAM_KEY
+from proxy_addons.session import new_session_dir, open_session_dir, write_json
+from proxy_addons.sink import Sink, jsonl
+
+log = logging.getLogger(__name__)
+EXTRA_KEY = "hoptrace.record"  # other addons put extra record fields here (run, injected, …)
+ORIGIN_KEY = "hoptrace.origin"  # "gateway" when an addon of ours made the response
+
+
+def message_body(msg: http.Message, max_bytes: int) -> dict:
+    ctype = msg.headers.get("content-type")
+    try:
+        return encode_body(msg.get_content(strict=True), ctype, max_bytes=max_bytes)
+    except ValueError:
+        enc = msg.headers.get("content-encoding", "?")
+        note = f"could not undo content-encoding {enc!r}: raw bytes given"
+        return encode_body(msg.raw_content, ctype, note=note, max_bytes=max_bytes)
+
+
+def headers_list(headers) -> list[list[str]]:
+    return [[k, v] for k, v in headers.items(multi=True)]
+
+
+def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
+    """The flows.jsonl record of a finished flow (see docs/dump-format.md)."""
+    req, resp = flow.request, flow.response
+    ended = resp.timestamp_end if resp and resp.timestamp_end else time.time()
+    peer = flow.client_conn.peername
+    rec = {
+        "type": "flow",
+        "v": 1,
+        "flow_id": flow.id,
+        "started": req.timestamp_start,
+        "ended": ended,
+        "duration_ms": round((ended - req.timestamp_start) * 1000, 3),
+        "client": f"{peer[0]}:{peer[1]}" if peer else None,
+        "method": req.method,
+        "path": req.path,
+        "service": flow.metadata.get(SERVICE_KEY),
+        "upstream": flow.metadata.get(UPSTREAM_KEY),
+        "request": {"headers": headers_list(req.headers), "body": message_body(req, max_body)},
+        "status": resp.status_code if resp else None,
+        "response": None,
+        "error": None,
+        "origin": flow.metadata.get(ORIGIN_KEY, "upstream"),
+    }
+    if resp is not None:
+        rec["response"] = {
+            "status": resp.status_code,
+            "reason": resp.reason,
+            "headers": headers_list(resp.headers),
+            "body": message_body(resp, max_body),
+        }
+    elif flow.error is not None:
+        rec["status"] = 502
+        rec["origin"] = "gateway"
+        rec["error"] = {"message": flow.error.msg, "status": 502, "undelivered": True}
+    rec.update(flow.metadata.get(EXTRA_KEY, {}))
+    return rec
+
+
+def mitm_bytes(state: dict) -> bytes:
+    return tnetstring.dumps(state)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.session: Path | None = None
+        self.sink: Sink | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option("hoptrace_dumps", str, "dumps", "Parent folder of the session folders.")
+        loader.add_option(
+            "hoptrace_session", str, "",
+            "Record into this folder instead of a new dumps/<UTC timestamp>/ (must not hold a session).",
+        )
+        loader.add_option(
+            "hoptrace_max_body", int, DEFAULT_MAX_BODY,
+            "Bodies larger than this many bytes are cut in flows.jsonl (flows.mitm keeps them whole).",
+        )
+        loader.add_option("hoptrace_har", bool, True, "Write flows.har at clean shutdown.")
+
+    def configure(self, updated: set[str]) -> None:
+        if ctx.options.hoptrace_max_body < 0:
+            raise exceptions.OptionsError("hoptrace_max_body must be >= 0")
+        if self.sink is not None and {"hoptrace_dumps", "hoptrace_session"} & updated:
+            self.open()  # a new folder chosen at run time: the next flows go there
+
+    def running(self) -> None:
+        if self.sink is None:
+            self.open()
+
+    def open(self) -> None:
+        self.close()
+        try:
+            if ctx.options.hoptrace_session:
+                self.session = open_session_dir(ctx.options.hoptrace_session)
+            else:
+                self.session = new_session_dir(ctx.options.hoptrace_dumps)
+        except (OSError, RuntimeError) as exc:
+            raise exceptions.OptionsError(f"hoptrace: cannot open the session folder: {exc}") from None
+        write_json(self.session / "session.json", {
+            "started": time.time(),
+            "mitmproxy": mitmproxy.version.VERSION,
+            "routes": getattr(ctx.options, "routes", ""),
+            "mode": list(ctx.options.mode),
+        })
+        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": mitm_bytes})
+        log.info("hoptrace: recording into %s", self.session)
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        await self.record(flow)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:  # otherwise the response hook already recorded it
+            await self.record(flow)
+
+    async def record(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.get("hoptrace.recorded"):
+            return
+        if self.sink is None:
+            self.open()
+        flow.metadata["hoptrace.recorded"] = True
+        try:
+            rec = flow_record(flow, ctx.options.hoptrace_max_body)
+            await self.sink.write({"flows.jsonl": rec, "flows.mitm": flow.get_state()})
+        except Exception:
+            log.exception("hoptrace: flow %s could not be recorded", flow.id)
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.close()
+            self.sink = None
+
+    def done(self) -> None:
+        self.close()
+        if self.session is not None and ctx.options.hoptrace_har:
+            export_har(self.session / "flows.mitm", self.session / "flows.har")
+
+
+def export_har(mitm: Path, har: Path) -> int:
+    """Convert a .mitm file into HAR with mitmproxy's own exporter; returns the flow count."""
+    if not mitm.exists():
+        return 0
+    flows = []
+    with open(mitm, "rb") as f:
+        try:
+            flows.extend(fl for fl in io.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow))
+        except exceptions.FlowReadException as exc:  # a cut last flow (killed gateway)
+            log.warning("hoptrace: %s: %s; exporting the %d flows before it", mitm, exc, len(flows))
+    SaveHar().export_har(flows, str(har))
+    har.chmod(0o600)
+    log.info("hoptrace: wrote %s (%d flows)", har, len(flows))
+    return len(flows)
