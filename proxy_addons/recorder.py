@@ -17,13 +17,11 @@ from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import tnetstring
 
 from proxy_addons.bodies import DEFAULT_MAX_BODY, encode_body
-from proxy_addons.routing import SERVICE_KEY, UPSTREAM_KEY
+from proxy_addons import flowmeta
 from proxy_addons.session import new_session_dir, open_session_dir, write_json
 from proxy_addons.sink import Sink, jsonl
 
 log = logging.getLogger(__name__)
-EXTRA_KEY = "hoptrace.record"  # other addons put extra record fields here (run, injected, …)
-ORIGIN_KEY = "hoptrace.origin"  # "gateway" when an addon of ours made the response
 
 
 def message_body(msg: http.Message, max_bytes: int) -> dict:
@@ -55,13 +53,13 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
         "client": f"{peer[0]}:{peer[1]}" if peer else None,
         "method": req.method,
         "path": req.path,
-        "service": flow.metadata.get(SERVICE_KEY),
-        "upstream": flow.metadata.get(UPSTREAM_KEY),
+        "service": flow.metadata.get(flowmeta.SERVICE),
+        "upstream": flow.metadata.get(flowmeta.UPSTREAM),
         "request": {"headers": headers_list(req.headers), "body": message_body(req, max_body)},
         "status": resp.status_code if resp else None,
         "response": None,
         "error": None,
-        "origin": flow.metadata.get(ORIGIN_KEY, "upstream"),
+        "origin": flow.metadata.get(flowmeta.ORIGIN, "upstream"),
     }
     if resp is not None:
         rec["response"] = {
@@ -74,7 +72,7 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
         rec["status"] = 502
         rec["origin"] = "gateway"
         rec["error"] = {"message": flow.error.msg, "status": 502, "undelivered": True}
-    rec.update(flow.metadata.get(EXTRA_KEY, {}))
+    rec.update(flow.metadata.get(flowmeta.RECORD, {}))
     return rec
 
 
@@ -135,11 +133,11 @@ class Recorder:
             await self.record(flow)
 
     async def record(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get("hoptrace.recorded"):
+        if flow.metadata.get(flowmeta.RECORDED):
             return
         if self.sink is None:
             self.open()
-        flow.metadata["hoptrace.recorded"] = True
+        flow.metadata[flowmeta.RECORDED] = True
         try:
             rec = flow_record(flow, ctx.options.hoptrace_max_body)
             await self.sink.write({"flows.jsonl": rec, "flows.mitm": flow.get_state()})

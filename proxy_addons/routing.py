@@ -15,9 +15,10 @@ from urllib.parse import urlsplit
 
 from mitmproxy import ctx, exceptions, http
 
+from proxy_addons import flowmeta
+
 log = logging.getLogger(__name__)
-SERVICE_KEY = "hoptrace.service"
-UPSTREAM_KEY = "hoptrace.upstream"
+SERVICE_KEY = flowmeta.SERVICE  # kept for callers
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,8 @@ class Routing:
         route = self.route_for(flow.request.path)
         if route is None:
             flow.response = not_found(flow.request.path, self.routes)
+            flow.metadata[flowmeta.ORIGIN] = "gateway"
             return
         flow.request.scheme, flow.request.host, flow.request.port = route.scheme, route.host, route.port
-        flow.metadata[SERVICE_KEY] = route.name
-        flow.metadata[UPSTREAM_KEY] = route.upstream
+        flow.metadata[flowmeta.SERVICE] = route.name
+        flow.metadata[flowmeta.UPSTREAM] = route.upstream

@@ -107,6 +107,17 @@ def service_cmd(name: str) -> list[str]:
     return [sys.executable, "-m", "services", name]
 
 
+def start_uvicorn(name: str, app: str, port: int, env: dict | None = None,
+                  log_dir: Path | None = None, timeout: float = 30.0, ready_path: str = "/health") -> Proc:
+    """Any ASGI app (``module:attr``) in its own uvicorn process, e.g. a pipeline under test."""
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning"]
+    proc = spawn(name, cmd, env, log_dir)
+    proc.meta.update(port=port, url=f"http://127.0.0.1:{port}")
+    wait_until(lambda: port_open("127.0.0.1", port), proc, timeout, f"{name} on port {port}")
+    return proc
+
+
 def start_service(name: str, port: int, partner_url: str, log_dir: Path | None = None,
                   timeout: float = 30.0, **settings) -> Proc:
     """Start service ``a`` or ``b``; ``settings`` become env vars (fail_rate=0 → FAIL_RATE=0)."""
@@ -187,15 +198,17 @@ class Stack:
 def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
                 b_port: int | None = None, session: Path | None = None, log_dir: Path | None = None,
                 web: bool = False, web_port: int | None = None, web_password: str | None = None,
-                gateway_sets: dict | None = None, quiet: bool = True, **settings) -> Stack:
-    """Start B, A, then the gateway; on any failure stop what was started."""
+                gateway_sets: dict | None = None, quiet: bool = True,
+                a_settings: dict | None = None, b_settings: dict | None = None, **settings) -> Stack:
+    """Start B, A, then the gateway; on any failure stop what was started. ``settings`` go to both
+    services, ``a_settings``/``b_settings`` to one (e.g. ``b_settings={"fail_rate": 1}``)."""
     gp, ap, bp = gateway_port or free_port(), a_port or free_port(), b_port or free_port()
     gw = f"http://127.0.0.1:{gp}"
     started: list[Proc] = []
     try:
-        b = start_service("b", bp, f"{gw}/a/", log_dir, **settings)
+        b = start_service("b", bp, f"{gw}/a/", log_dir, **{**settings, **(b_settings or {})})
         started.append(b)
-        a = start_service("a", ap, f"{gw}/b/", log_dir, **settings)
+        a = start_service("a", ap, f"{gw}/b/", log_dir, **{**settings, **(a_settings or {})})
         started.append(a)
         routes = {"/a/": f"http://127.0.0.1:{ap}", "/b/": f"http://127.0.0.1:{bp}"}
         g = start_gateway(gp, routes, log_dir, session=session, web=web,
