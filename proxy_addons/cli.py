@@ -18,7 +18,7 @@ from proxy_addons import stack
 from proxy_addons.kick import SEED_KICK, kick_many, summary_line, validate_body
 from proxy_addons.session import new_session_dir
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def warn_if_public(host: str) -> None:

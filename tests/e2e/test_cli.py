@@ -1,0 +1,73 @@
+"""`hoptrace up` and `hoptrace kick` as a user runs them (real processes, free ports)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from proxy_addons import stack as stk
+from tests.conftest import read_jsonl
+
+pytestmark = pytest.mark.e2e
+
+
+def hoptrace(*args: str) -> list[str]:
+    return [sys.executable, "-m", "proxy_addons.cli", *args]
+
+
+@pytest.mark.parametrize("web", [False, True], ids=["mitmdump", "mitmweb"])
+def test_up_kick_and_clean_stop(procs, tmp_path, web):
+    gp, ap, bp, wp = (stk.free_port() for _ in range(4))
+    args = ["up", "--dumps", str(tmp_path / "dumps"), "--port", str(gp), "--a-port", str(ap),
+            "--b-port", str(bp), "--web-port", str(wp), "--fail-rate", "0.3", "--max-hops", "20"]
+    if not web:
+        args.append("--no-web")
+    up = stk.spawn("up", hoptrace(*args), {"HOPTRACE_WEB_PASSWORD": "pw-for-test"} if web else None,
+                   tmp_path / "logs")
+    procs.append(up)
+    stk.wait_until(lambda: "hoptrace is up" in up.log_path.read_text(), up, 60, "hoptrace up")
+    out = up.log_path.read_text()
+    session = re.search(r"dumps\s+(\S+)/", out).group(1)
+    assert f"localhost:{gp}/a/" in out and "d;5Digits" in out
+
+    kick = subprocess.run(hoptrace("kick", "-n", "12", "-c", "4", "--url", f"http://127.0.0.1:{gp}/a/"),
+                          capture_output=True, text=True, timeout=120)
+    assert kick.returncode == 0, kick.stderr
+    assert re.match(r"12 runs: .*median kick", kick.stdout)
+
+    if web:
+        assert f"http://127.0.0.1:{wp}/?token=pw-for-test" in out
+        assert httpx.get(f"http://127.0.0.1:{wp}/flows").status_code == 403
+        flows = httpx.get(f"http://127.0.0.1:{wp}/flows", params={"token": "pw-for-test"})
+        assert flows.status_code == 200 and len(flows.json()) >= 12
+
+    up.stop(sig=signal.SIGINT, timeout=30)
+    assert up.popen.returncode == 0
+    assert "stopped." in up.log_path.read_text()
+    recs = read_jsonl(tmp_path / "dumps" / session.split("/")[-1] / "flows.jsonl")
+    assert sum(r["started"] == min(x["started"] for x in recs) for r in recs) == 1
+    assert len([r for r in recs if r["path"] == "/a/"]) >= 12
+    har = json.loads((tmp_path / "dumps" / session.split("/")[-1] / "flows.har").read_text())
+    assert len(har["log"]["entries"]) == len(recs)
+    # nothing left listening
+    for port in (gp, ap, bp, wp):
+        with pytest.raises(OSError):
+            stk.port_open("127.0.0.1", port)
+
+
+def test_kick_reports_unreachable_gateway():
+    port = stk.free_port()
+    kick = subprocess.run(hoptrace("kick", "--url", f"http://127.0.0.1:{port}/a/", "--quiet"),
+                          capture_output=True, text=True, timeout=60)
+    assert kick.returncode == 1 and "1 runs: 1 error (ConnectError" in kick.stdout
+
+
+def test_gateway_bad_route_is_a_clear_error():
+    r = subprocess.run(hoptrace("gateway", "--route", "a=b"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is not PREFIX=URL" in r.stderr
