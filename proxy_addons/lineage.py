@@ -1,0 +1,228 @@
+"""PURE: which payload can follow which, the one place that knows what our services do.
+
+The run engine (``runs.py``) never looks inside a payload itself: it asks a ``Lineage``. A hop
+offers a *successor key* (``key_after``: what the service that received this payload would send
+on); a new request offers a *predecessor key* (``key_before``: what the sender must have received).
+Equal keys mean "follows", so the engine finds a request's parent with one dict look-up instead of
+scanning every open hop. Another pair of services describes itself by subclassing ``Lineage``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+from typing import Any
+
+STATS = ("avg", "max", "min")
+# What services.payload.Payload fills in when a field is missing: A and B always send all five.
+DEFAULTS: dict[str, Any] = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+
+
+def _plain(value: Any) -> Any:
+    """JSON value with integral floats written as ints, so ``5`` and ``5.0`` compare equal (the
+    services' pydantic model turns an int ``avg`` into a float)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def canonical(value: Any) -> str:
+    """One string per JSON value, key order and int/float spelling ignored: a hashable state."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), default=str)
+
+
+def diff(before: Any, after: Any) -> dict:
+    """What changed from ``before`` to ``after``: ``changed`` {key: [old, new]}, ``added``,
+    ``removed``, and ``appended`` {key: [new items]} where a list only grew at its end.
+    Non-objects that differ are reported under the key ``""``. Empty dict: no change."""
+    if not (isinstance(before, dict) and isinstance(after, dict)):
+        return {} if canonical(before) == canonical(after) else {"changed": {"": [before, after]}}
+    out: dict[str, dict] = {}
+    for key, new in after.items():
+        if key not in before:
+            out.setdefault("added", {})[key] = new
+            continue
+        old = before[key]
+        if canonical(old) == canonical(new):
+            continue
+        if isinstance(old, list) and isinstance(new, list) and len(new) > len(old) and (
+            canonical(new[: len(old)]) == canonical(old)
+        ):
+            out.setdefault("appended", {})[key] = new[len(old) :]
+        else:
+            out.setdefault("changed", {})[key] = [old, new]
+    for key, old in before.items():
+        if key not in after:
+            out.setdefault("removed", {})[key] = old
+    return out
+
+
+class Lineage:
+    """The weakest useful rule set; subclasses sharpen it.
+
+    ``evidence`` names what a lineage match proves ("lineage", or "timing" for a rule that only
+    says "any open hop could be the parent"). ``single_forward``: a hop forwards at most once
+    in its life (True for A/B), so a hop whose child ended is no longer a possible parent."""
+
+    evidence = "lineage"
+    single_forward = True
+
+    def senders(self, target: str | None) -> tuple[str, ...] | None:
+        """The services that send requests to ``target``; None: unknown, any service may."""
+        return None
+
+    def key_after(self, service: str | None, received: Any) -> Hashable | None:
+        """Key a successor of ``received`` must match; None: ``service`` forwards nothing from it."""
+        return None
+
+    def key_before(self, sender: str, forwarded: Any) -> Hashable | None:
+        """Key of the payload ``sender`` must have received to forward ``forwarded``."""
+        return None
+
+    def follows(self, service: str | None, received: Any, forwarded: Any) -> bool:
+        """True when ``service``, having received ``received``, could have sent ``forwarded``."""
+        key = self.key_after(service, received)
+        return key is not None and service is not None and key == self.key_before(service, forwarded)
+
+    def iteration(self, service: str | None, payload: Any) -> int | None:
+        """The iteration a request belongs to, read from its payload; None when unknown."""
+        return None
+
+    def expected_hop(self, service: str | None, payload: Any) -> int | None:
+        """Where this request sits in a run kicked from the empty state; None when unknown.
+        A first hop with an expected hop > 1 makes its run ``partial``."""
+        return None
+
+    def answer_links(
+        self, parent_body: Any, child_status: int | None, child_body: Any, child_request: Any = None
+    ) -> bool | None:
+        """Could ``parent_body`` be the answer its service gave after this child's answer?
+        True/False when the bodies decide it, None when they cannot (missing or cut bodies).
+        ``child_status`` None: the child has not answered yet."""
+        if child_status is None or child_body is None or parent_body is None:
+            return None
+        return True if canonical(parent_body) == canonical(child_body) else None
+
+    def diff(self, before: Any, after: Any) -> dict:
+        return diff(before, after)
+
+
+class AnyLineage(Lineage):
+    """For unknown services: any open hop of any service may be the parent, only nesting and
+    timing decide (the engine then prefers the earliest open hop without a child)."""
+
+    evidence = "timing"
+    single_forward = False
+
+    def key_after(self, service: str | None, received: Any) -> Hashable | None:
+        return service and ("any", service)
+
+    def key_before(self, sender: str, forwarded: Any) -> Hashable | None:
+        return ("any", sender)
+
+
+def _payload(value: Any) -> dict | None:
+    """The payload with the schema's defaults filled in, or None when it is not one."""
+    if not isinstance(value, dict):
+        return None
+    out = {**DEFAULTS, **value}
+    digits = out["digits"]
+    if not isinstance(digits, list) or not all(type(d) is int for d in digits):
+        return None
+    return out
+
+
+def stats_of(digits: list[int]) -> dict[str, Any]:
+    """What B sets: avg/max/min of ``digits``, all None when ``digits`` is empty."""
+    if not digits:
+        return {"avg": None, "max": None, "min": None}
+    return {"avg": sum(digits) / len(digits), "max": max(digits), "min": min(digits)}
+
+
+def _without_stats(p: dict) -> str:
+    return canonical({k: v for k, v in p.items() if k not in STATS})
+
+
+class PingPongLineage(Lineage):
+    """Our A/B services. A: forwards what it received with one int 0..100 appended to ``digits``.
+    B: forwards ``digits`` unchanged with avg/max/min set to their stats. Other fields unchanged.
+
+    Iteration = one A step plus the B step after it: A receiving n digits is iteration n+1, B
+    receiving n digits is iteration n; so iteration I starts at hop 2I-1 of a run kicked empty."""
+
+    partners = {"a": "b", "b": "a"}
+
+    def senders(self, target: str | None) -> tuple[str, ...] | None:
+        partner = self.partners.get(target or "")
+        return (partner,) if partner else None
+
+    def key_after(self, service: str | None, received: Any) -> Hashable | None:
+        p = _payload(received)
+        if p is None or service not in self.partners:
+            return None
+        return ("a", canonical(p)) if service == "a" else ("b", _without_stats(p))
+
+    def key_before(self, sender: str, forwarded: Any) -> Hashable | None:
+        p = _payload(forwarded)
+        if p is None:
+            return None
+        digits = p["digits"]
+        if sender == "a":
+            if not digits or not 0 <= digits[-1] <= 100:
+                return None
+            return ("a", canonical({**p, "digits": digits[:-1]}))
+        if sender == "b":
+            want = stats_of(digits)
+            if canonical({k: p[k] for k in STATS}) != canonical(want):
+                return None
+            return ("b", _without_stats(p))
+        return None
+
+    def iteration(self, service: str | None, payload: Any) -> int | None:
+        p = _payload(payload)
+        if p is None or service not in self.partners:
+            return None
+        n = len(p["digits"])
+        return n + 1 if service == "a" else n
+
+    def expected_hop(self, service: str | None, payload: Any) -> int | None:
+        p = _payload(payload)
+        if p is None or service not in self.partners:
+            return None
+        n = len(p["digits"])
+        return 2 * n + 1 if service == "a" else 2 * n
+
+    def answer_links(
+        self, parent_body: Any, child_status: int | None, child_body: Any, child_request: Any = None
+    ) -> bool | None:
+        """services/app.py: a 2xx/5xx answer is passed up byte for byte; a 4xx becomes a 200
+        ``{"outcome": "rejected", "status": 4xx, "payload": <the 4xx body's payload, else what
+        was sent>}``. A parent that answered ``partner_timeout`` never saw the child's answer."""
+        if isinstance(parent_body, dict) and parent_body.get("outcome") in (
+            "partner_timeout",
+            "partner_unreachable",
+        ):
+            return None
+        if parent_body is None:
+            return None
+        if child_status is None:  # the child has not answered: only a timeout answers first
+            return False
+        if 400 <= child_status < 500:
+            if not isinstance(parent_body, dict) or parent_body.get("outcome") != "rejected":
+                return False
+            if parent_body.get("status") != child_status:
+                return False
+            if isinstance(child_body, dict) and "payload" in child_body:
+                want = child_body["payload"]
+            elif child_request is not None:
+                want = child_request
+            else:
+                return None
+            return canonical(parent_body.get("payload")) == canonical(want)
+        if child_body is None:
+            return None
+        return canonical(parent_body) == canonical(child_body)
