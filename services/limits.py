@@ -1,0 +1,87 @@
+"""Request body size limit as a pure ASGI middleware (works in front of any ASGI app).
+
+Why not Starlette's ``RequestBodyLimitMiddleware``: its 413 says only "Content Too Large"; ours is
+JSON and names the limit and the setting, so whoever hits it knows what to change. The bytes are
+counted as they arrive, so a chunked body (no Content-Length) or a lying Content-Length is refused
+as soon as it passes the limit, without reading the rest into memory.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def too_large_body(limit: int, setting: str) -> bytes:
+    return json.dumps({
+        "detail": f"request body larger than {setting}={limit} bytes",
+        "limit_bytes": limit,
+    }).encode()
+
+
+class BodySizeLimit:
+    """Refuse request bodies larger than ``max_bytes`` with a JSON 413 before the app sees them.
+
+    The body is read (and counted) here, then handed to the app as one message: the services parse
+    the whole body anyway, so buffering at most ``max_bytes`` costs nothing more."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, setting: str = "MAX_BODY_BYTES") -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.setting = setting
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = content_length(scope)
+        if declared is not None and declared > self.max_bytes:
+            await self.refuse(send)
+            return
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":  # the client went away: nothing to answer
+                return
+            chunk = msg.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self.refuse(send)
+                return
+            chunks.append(chunk)
+            if not msg.get("more_body", False):
+                break
+        await self.app(scope, replay(b"".join(chunks), receive), send)
+
+    async def refuse(self, send: Send) -> None:
+        body = too_large_body(self.max_bytes, self.setting)
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the buffered body once, then the real channel (disconnects)."""
+    sent = False
+
+    async def receive_again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return receive_again
