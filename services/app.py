@@ -17,7 +17,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
-from services.limits import BodySizeLimit
+from services.limits import install_limits
 from services.payload import Payload, hop_of, iteration_of
 from services.settings import Settings
 
@@ -65,7 +65,7 @@ def create_app(settings: Settings, process: Process) -> FastAPI:
 
     app = FastAPI(title=f"hoptrace service {name.upper()}", lifespan=lifespan)
     app.state.served = 0
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_limits(app, settings.max_body_bytes)
 
     @app.get("/health")
     async def health() -> dict:

@@ -1,16 +1,55 @@
-"""Request body size limit as a pure ASGI middleware (works in front of any ASGI app).
+"""What a service refuses, and a refusal it can always send.
 
-Why not Starlette's ``RequestBodyLimitMiddleware``: its 413 says only "Content Too Large"; ours is
-JSON and names the limit and the setting, so whoever hits it knows what to change. The bytes are
-counted as they arrive, so a chunked body (no Content-Length) or a lying Content-Length is refused
-as soon as it passes the limit, without reading the rest into memory.
+``BodySizeLimit`` is a pure ASGI middleware (works in front of any ASGI app). Why not Starlette's
+``RequestBodyLimitMiddleware``: its 413 says only "Content Too Large"; ours is JSON and names the
+limit and the setting, so whoever hits it knows what to change. The bytes are counted as they
+arrive, so a chunked body (no Content-Length) or a lying Content-Length is refused as soon as it
+passes the limit, without reading the rest into memory.
 """
 
 from __future__ import annotations
 
 import json
 
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_ECHOED_INPUT = 1000  # characters of the refused input a 422 repeats
+
+
+def install_limits(app: FastAPI, max_body_bytes: int) -> None:
+    """The body size limit and a 422 that never fails to render what it refuses."""
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_exception_handler(RequestValidationError, unprocessable)
+
+
+async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, except that an input it cannot write back as JSON (NaN, a lone surrogate,
+    deep nesting) or a long one (a whole refused body) is replaced by a short note."""
+    errors = []
+    for err in exc.errors():
+        err = dict(err)
+        if isinstance(err.get("input"), bytes):  # FastAPI passes a non-JSON body on raw
+            err["msg"] += " (send the payload as JSON with Content-Type: application/json)"
+            err["input"] = err["input"].decode("utf-8", "replace")
+        if "input" in err:
+            err["input"] = echoable(err["input"])
+        errors.append(err)
+    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+
+
+def echoable(value: object) -> object:
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        return "(not repeated: not representable as JSON)"
+    if len(text) > MAX_ECHOED_INPUT:
+        return f"(not repeated: {len(text)} characters)"
+    return value
 
 
 def too_large_body(limit: int, setting: str) -> bytes:

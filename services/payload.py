@@ -2,24 +2,63 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import math
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# What a payload may hold so that every hop can write it back as JSON (and B's average of huge
+# integers never overflows a float): integers JSON parsers agree on, bounded nesting, no NaN.
+SAFE_INT = 2**53
+MAX_DEPTH = 64
+JsonInt = Annotated[int, Field(ge=-SAFE_INT, le=SAFE_INT)]
 
 
 class Payload(BaseModel):
     """The seed's schema. Unknown fields (the seed's own kick sends ``"d;5Digits"``) are kept
     and passed on unchanged."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     name: str = "payload"
-    digits: list[int] = []
+    digits: list[JsonInt] = []
     avg: float | None = None
-    max: int | None = None
-    min: int | None = None
+    max: JsonInt | None = None
+    min: JsonInt | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _json_safe(cls, data):
+        problem = json_problem(data)
+        if problem:
+            raise ValueError(problem)
+        return data
 
     def dump(self) -> dict:
         """The payload as plain JSON data, unknown fields included, in their original order."""
         return self.model_dump(mode="json")
+
+
+def json_problem(value: object, max_depth: int = MAX_DEPTH) -> str | None:
+    """Why ``value`` (parsed JSON, unknown fields included) cannot be passed on, or None.
+    Iterative, so a deep value cannot exhaust the stack here."""
+    todo = [(value, 1)]
+    while todo:
+        v, depth = todo.pop()
+        if isinstance(v, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            todo.extend((x, depth + 1) for _, x in items)
+            todo.extend((k, depth) for k in (v if isinstance(v, dict) else ()))
+        elif isinstance(v, float) and not math.isfinite(v):
+            return "NaN and Infinity are not JSON numbers"
+        elif isinstance(v, str) and not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds a lone UTF-16 surrogate (not valid Unicode)"
+    return None
 
 
 def hop_of(service: str, payload: Payload) -> int:
