@@ -108,10 +108,12 @@ def service_cmd(name: str) -> list[str]:
 
 
 def start_uvicorn(name: str, app: str, port: int, env: dict | None = None,
-                  log_dir: Path | None = None, timeout: float = 30.0, ready_path: str = "/health") -> Proc:
-    """Any ASGI app (``module:attr``) in its own uvicorn process, e.g. a pipeline under test."""
+                  log_dir: Path | None = None, timeout: float = 30.0, ready_path: str = "/health",
+                  uvicorn_args: list[str] | tuple[str, ...] = ()) -> Proc:
+    """Any ASGI app (``module:attr``) in its own uvicorn process, e.g. a pipeline under test;
+    ``uvicorn_args`` are passed on (e.g. ``["--factory", "--timeout-keep-alive", "1"]``)."""
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "warning"]
+           "--log-level", "warning", *uvicorn_args]
     proc = spawn(name, cmd, env, log_dir)
     proc.meta.update(port=port, url=f"http://127.0.0.1:{port}")
     wait_until(lambda: port_open("127.0.0.1", port), proc, timeout, f"{name} on port {port}")
