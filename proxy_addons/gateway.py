@@ -6,5 +6,6 @@ so the record and the .mitm file carry every annotation.
 
 from proxy_addons.recorder import Recorder
 from proxy_addons.routing import Routing
+from proxy_addons.upstream import FreshUpstream
 
-addons = [Routing(), Recorder()]
+addons = [Routing(), FreshUpstream(), Recorder()]
