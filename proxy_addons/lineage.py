@@ -14,6 +14,7 @@ from collections.abc import Hashable
 from typing import Any
 
 STATS = ("avg", "max", "min")
+GAVE_UP = ("partner_timeout", "partner_unreachable")  # services/app.py answers without the child's
 # What services.payload.Payload fills in when a field is missing: A and B always send all five.
 DEFAULTS: dict[str, Any] = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
 
@@ -21,13 +22,21 @@ DEFAULTS: dict[str, Any] = {"name": "payload", "digits": [], "avg": None, "max":
 def _plain(value: Any) -> Any:
     """JSON value with integral floats written as ints, so ``5`` and ``5.0`` compare equal (the
     services' pydantic model turns an int ``avg`` into a float)."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
+    t = type(value)
+    if t is float:
+        return int(value) if value.is_integer() else value
+    if t is dict:
         return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
+    if t is list:
+        if all(type(v) is int for v in value):  # digits: the common, long case
+            return value
         return [_plain(v) for v in value]
     return value
+
+
+def same(a: Any, b: Any) -> bool:
+    """JSON equality, key order and int/float spelling ignored (Python's ``==`` on parsed JSON)."""
+    return bool(a == b)
 
 
 def canonical(value: Any) -> str:
@@ -40,17 +49,17 @@ def diff(before: Any, after: Any) -> dict:
     ``removed``, and ``appended`` {key: [new items]} where a list only grew at its end.
     Non-objects that differ are reported under the key ``""``. Empty dict: no change."""
     if not (isinstance(before, dict) and isinstance(after, dict)):
-        return {} if canonical(before) == canonical(after) else {"changed": {"": [before, after]}}
+        return {} if same(before, after) else {"changed": {"": [before, after]}}
     out: dict[str, dict] = {}
     for key, new in after.items():
         if key not in before:
             out.setdefault("added", {})[key] = new
             continue
         old = before[key]
-        if canonical(old) == canonical(new):
+        if same(old, new):
             continue
         if isinstance(old, list) and isinstance(new, list) and len(new) > len(old) and (
-            canonical(new[: len(old)]) == canonical(old)
+            same(new[: len(old)], old)
         ):
             out.setdefault("appended", {})[key] = new[len(old) :]
         else:
@@ -105,7 +114,7 @@ class Lineage:
         ``child_status`` None: the child has not answered yet."""
         if child_status is None or child_body is None or parent_body is None:
             return None
-        return True if canonical(parent_body) == canonical(child_body) else None
+        return True if same(parent_body, child_body) else None
 
     def diff(self, before: Any, after: Any) -> dict:
         return diff(before, after)
@@ -177,7 +186,7 @@ class PingPongLineage(Lineage):
             return ("a", canonical({**p, "digits": digits[:-1]}))
         if sender == "b":
             want = stats_of(digits)
-            if canonical({k: p[k] for k in STATS}) != canonical(want):
+            if not same({k: p[k] for k in STATS}, want):
                 return None
             return ("b", _without_stats(p))
         return None
@@ -201,14 +210,16 @@ class PingPongLineage(Lineage):
     ) -> bool | None:
         """services/app.py: a 2xx/5xx answer is passed up byte for byte; a 4xx becomes a 200
         ``{"outcome": "rejected", "status": 4xx, "payload": <the 4xx body's payload, else what
-        was sent>}``. A parent that answered ``partner_timeout`` never saw the child's answer."""
-        if isinstance(parent_body, dict) and parent_body.get("outcome") in (
-            "partner_timeout",
-            "partner_unreachable",
-        ):
-            return None
+        was sent>}``. A parent that gave up (``partner_timeout``) names what it sent instead."""
         if parent_body is None:
             return None
+        if isinstance(parent_body, dict) and parent_body.get("outcome") in GAVE_UP:
+            # Its own time-out names what it sent; else it passed up a deeper one unchanged.
+            if child_status is not None and child_body is not None and same(parent_body, child_body):
+                return True
+            if child_request is None or "payload" not in parent_body:
+                return None
+            return same(parent_body["payload"], child_request)
         if child_status is None:  # the child has not answered: only a timeout answers first
             return False
         if 400 <= child_status < 500:
@@ -222,7 +233,17 @@ class PingPongLineage(Lineage):
                 want = child_request
             else:
                 return None
-            return canonical(parent_body.get("payload")) == canonical(want)
-        if child_body is None:
-            return None
-        return canonical(parent_body) == canonical(child_body)
+            return same(parent_body.get("payload"), want)
+        if child_body is None:  # e.g. the gateway's own 502: its body is not recorded
+            return False if _own_answer(parent_body) else None
+        return same(parent_body, child_body)
+
+
+def _own_answer(body: Any) -> bool:
+    """An answer a service makes itself (its reject, a rejected/max_hops outcome), never a
+    partner's error passed up."""
+    if not isinstance(body, dict):
+        return False
+    if body.get("outcome") in ("rejected", "max_hops"):
+        return True
+    return "outcome" not in body and {"service", "reason", "payload"} <= body.keys()

@@ -98,7 +98,8 @@ def test_answer_links_pass_up_and_rejected_outcome():
     assert L.answer_links(final, None, None) is False  # answered before its child: not its child
     timeout = {"outcome": "partner_timeout", "service": "a", "payload": sent}
     assert L.answer_links(timeout, None, None) is None
-    assert L.answer_links(final, 502, None) is None  # gateway 502: body not recorded
+    assert L.answer_links("502 Bad Gateway", 502, None) is None  # gateway 502: body not recorded
+    assert L.answer_links(final, 502, None) is False  # a service's own answer is no pass-up
 
 
 def test_any_lineage_is_weak():

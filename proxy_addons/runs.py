@@ -1,0 +1,227 @@
+"""PURE: exchanges → runs. One event-driven engine (``RunTracker``) serves the live gateway
+(``start`` when a request arrives, ``end`` when its answer is complete) and the offline report
+(``reconstruct`` replays recorded exchanges as start/end events in time order).
+
+How a request finds its parent, strongest evidence first:
+  header          same W3C trace-id (``traceparent``) or ``x-request-id`` as an open hop that
+                  may send it; the innermost such hop without a child.
+  lineage         its payload follows the payload of exactly one open, childless hop of the
+                  sending service (``Lineage.key_before`` == ``key_after``: one dict look-up).
+  lineage+answer  several open hops with the same state could have sent it: one is picked now,
+                  and settled when the parents answer (a parent's answer must be its child's
+                  answer passed up, ``Lineage.answer_links``); subtrees move between the twins.
+  timing          only nesting/timing decided (weak lineage, or twins whose answers match).
+  kick            no possible parent: a new run; ``partial`` when its payload says the run
+                  began earlier (a dump that starts mid-run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+
+from proxy_addons.lineage import Lineage, PingPongLineage
+from proxy_addons.runs_index import Index, Node, attach, walk
+from proxy_addons.runs_twins import Twins
+from proxy_addons.runs_model import Assignment, Exchange, Hop, Run, run_id_of
+
+__all__ = ["Assignment", "Exchange", "Hop", "Run", "RunTracker", "reconstruct", "run_id_of"]
+
+
+class RunTracker(Twins):
+    """Feed ``start``/``end`` in time order; ``end`` returns the runs its exchange finished."""
+
+    def __init__(self, lineage: Lineage | None = None) -> None:
+        self.lineage = lineage or PingPongLineage()
+        self.index = Index(self.lineage.single_forward)
+        self.nodes: dict[str, Node] = {}
+        self.open_runs: dict[str, Node] = {}  # kick flow id → kick, until the kick ends
+        self.by_header: dict[tuple[str, str], dict[str, Node]] = {}
+        self.services: set[str] = set()
+
+    # --- start -------------------------------------------------------------------------------
+    def start(self, ex: Exchange) -> Assignment:
+        """Place a request that just arrived (only its request side is read)."""
+        if ex.flow_id in self.nodes:
+            return self.assignment(ex.flow_id)
+        lin = self.lineage
+        node = Node(ex, lin.key_after(ex.service, ex.request), lin.iteration(ex.service, ex.request))
+        self.nodes[ex.flow_id] = node
+        if ex.service:
+            self.services.add(ex.service)
+        parent = self._by_headers(ex)
+        if parent is not None:
+            node.evidence = "header"
+            attach(self.index, parent, node)
+        else:
+            self._by_lineage(node)
+        if node.kick.run is not None:  # a late hop under a timed-out one: its run is out
+            node.out = node.as_hop()
+            node.kick.run.hops.append(node.out)
+        self.index.refresh(node)
+        for hkey in self._header_keys(ex):
+            self.by_header.setdefault(hkey, {})[ex.flow_id] = node
+        return self.assignment(ex.flow_id)
+
+    def _make_kick(self, node: Node) -> None:
+        node.evidence, node.ambiguous = "kick", False
+        hop = self.lineage.expected_hop(node.ex.service, node.ex.request)
+        node.partial = hop is not None and hop > 1
+        self.open_runs[node.fid] = node
+
+    @staticmethod
+    def _header_keys(ex: Exchange) -> list[tuple[str, str]]:
+        keys = []
+        if ex.trace_id:
+            keys.append(("traceparent", ex.trace_id))
+        if ex.request_id:
+            keys.append(("x-request-id", ex.request_id))
+        return keys
+
+    def _may_send(self, sender: str | None, target: str | None) -> bool:
+        senders = self.lineage.senders(target)
+        return senders is None or sender in senders
+
+    def _free(self, n: Node) -> bool:
+        c = n.child
+        return n.open and (c is None or (not self.lineage.single_forward and not c.open))
+
+    def _by_headers(self, ex: Exchange) -> Node | None:
+        """Trace headers are exact: the innermost open hop of that trace that may send ``ex``."""
+        for hkey in self._header_keys(ex):
+            for n in reversed(self.by_header.get(hkey, {}).values()):
+                if self._free(n) and self._may_send(n.ex.service, ex.service):
+                    return n
+        return None
+
+    def _by_lineage(self, node: Node) -> None:
+        """Attach ``node`` to the hop its payload follows; among twins, a provisional guess."""
+        lin, ex = self.lineage, node.ex
+        senders = lin.senders(ex.service)
+        group, rivals = None, 0
+        for s in sorted(self.services) if senders is None else senders:
+            key = lin.key_before(s, ex.request)
+            b = self.index.get((s, key)) if key is not None else None
+            if b is not None and b.open_members:  # busy (hard) twins only: maybe a wrong guess
+                rivals += len(b.free) + len(b.soft)
+                if group is None or (b.free and not self.index.buckets[group].free):
+                    group = (s, key)
+        if group is None:
+            self._make_kick(node)
+            return
+        node.group, node.ambiguous = group, rivals > 1 or not self.index.buckets[group].free
+        node.evidence = "lineage+answer" if node.ambiguous and lin.evidence == "lineage" else lin.evidence
+        if not node.ambiguous:
+            attach(self.index, next(iter(self.index.buckets[group].free.values())), node)
+            return
+        self.index.set_pending(node, True)
+        if not self._place(node, set()):
+            self._park(node)
+
+    # --- end ---------------------------------------------------------------------------------
+    def end(self, ex: Exchange) -> list[Run]:
+        """Record the answer (or error) of an exchange; returns the runs that just finished."""
+        node = self.nodes.get(ex.flow_id)
+        if node is None:  # the start was missed (e.g. the addon loaded mid-flight)
+            self.start(dataclasses.replace(ex, ended=None, status=None, response=None))
+            node = self.nodes[ex.flow_id]
+        node.ex = ex
+        if node.out is not None:  # ended after its run was reported (a timed-out hop)
+            node.out.exchange = ex
+            self.nodes.pop(ex.flow_id, None)
+        self.index.refresh(node)
+        for hkey in self._header_keys(ex):
+            self.by_header.get(hkey, {}).pop(ex.flow_id, None)
+            if not self.by_header.get(hkey, True):
+                del self.by_header[hkey]
+        if node.parent is not None:
+            self.index.refresh(node.parent)
+        finished = self._settle(node)
+        if node.parent is None and node.ambiguous:  # parked: is any twin left to claim it?
+            finished.extend(self._unclaimed(node.group))
+        if node.parent is None and node.fid in self.open_runs:
+            finished.append(self._finish(node, in_flight=False))
+        return finished
+
+    # --- runs --------------------------------------------------------------------------------
+    def _finish(self, kick: Node, in_flight: bool) -> Run:
+        self.open_runs.pop(kick.fid, None)
+        hops = []
+        for n in walk(kick):
+            hops.append(n.as_hop())
+            if not in_flight:
+                n.out = hops[-1]
+                if not n.open:
+                    self.nodes.pop(n.fid, None)
+        run = Run(run_id_of(kick.fid), hops, partial=kick.partial, in_flight=in_flight)
+        if not in_flight:
+            kick.run = run
+        return run
+
+    def assignment(self, flow_id: str) -> Assignment:
+        """The current placement of a known exchange (provisional until its run finishes)."""
+        n = self.nodes[flow_id]
+        return Assignment(
+            flow_id=flow_id, run_id=run_id_of(n.kick.fid), hop=n.hop, sender=n.sender,
+            to=n.ex.service, evidence=n.evidence, iteration=n.iteration,
+            parent=n.parent.fid if n.parent else None, partial=n.kick.partial,
+        )
+
+    def flush(self) -> list[Run]:
+        """The runs whose kick has not ended (in flight), and forget everything."""
+        runs: list[Run] = []
+        pending = [c for b in self.index.buckets.values() for c in b.pending.values()]
+        for c in pending:  # guesses no answer settled
+            if c.parent is None:
+                runs.extend(self._orphan(c))
+            else:
+                self._unsure(c)
+        kicks = sorted(self.open_runs.values(), key=lambda k: k.ex.started)
+        runs.extend(self._finish(k, in_flight=True) for k in kicks)
+        self.__init__(self.lineage)
+        return runs
+
+
+def _event_order(exchanges: list[Exchange]) -> list[tuple[bool, Exchange]]:
+    """(is_start, exchange) in time order. At equal times ends come first; of two starts, the
+    longer (the enclosing one) first; of two ends, the later-started (the inner one) first."""
+    events = []
+    for i, ex in enumerate(exchanges):
+        dur = math.inf if ex.ended is None else ex.ended - ex.started
+        events.append(((ex.started, 1, -dur, i), True, ex))
+        if ex.ended is not None:
+            events.append(((ex.ended, 0, -ex.started, i), False, ex))
+    events.sort(key=lambda e: e[0])
+    return [(is_start, ex) for _, is_start, ex in events]
+
+
+def exchanges_of(records: Iterable[dict]) -> list[Exchange]:
+    """The flow records as exchanges; other record types, broken and repeated records skipped."""
+    seen: set[str] = set()
+    out = []
+    for rec in records:
+        if not isinstance(rec, dict) or rec.get("type", "flow") != "flow":
+            continue
+        try:
+            ex = Exchange.from_record(rec)
+        except (KeyError, TypeError, ValueError):
+            continue
+        if ex.flow_id not in seen:
+            seen.add(ex.flow_id)
+            out.append(ex)
+    return out
+
+
+def reconstruct(records: Iterable[dict], lineage: Lineage | None = None) -> list[Run]:
+    """Offline: recorded exchanges → runs, in kick start order; unfinished runs are in_flight."""
+    tracker = RunTracker(lineage)
+    runs: list[Run] = []
+    for is_start, ex in _event_order(exchanges_of(records)):
+        if is_start:
+            tracker.start(dataclasses.replace(ex, ended=None, status=None, response=None, error=None))
+        else:
+            runs.extend(tracker.end(ex))
+    runs.extend(tracker.flush())
+    runs.sort(key=lambda r: (r.kick.exchange.started, r.kick.flow_id))
+    return runs

@@ -1,0 +1,235 @@
+"""Run reconstruction against the synthetic services' ground truth: every run, every hop."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from proxy_addons.lineage import AnyLineage, canonical
+from proxy_addons.runs import Exchange, RunTracker, reconstruct, run_id_of
+from tests.unit.synth import Synth, TruthRun, cut_at, drop_first, traceparent
+
+T0 = 1_764_000_000.0
+
+
+def _content(ex) -> tuple:
+    return ex.service, canonical(ex.request), ex.status, canonical(ex.response)
+
+
+def assert_exact(runs, truth: dict[str, TruthRun], records, timing_ok: bool = False) -> int:
+    """Every recorded exchange in exactly one run, every run as the truth has it. A hop may be
+    a *twin* of the true one (same service, request, status and answer: nothing recorded tells
+    them apart). With ``timing_ok``, a run may differ from the truth from a hop on whose
+    evidence is "timing" (the engine said it could not tell). Returns the number of swaps."""
+    seen = [h.flow_id for r in runs for h in r.hops]
+    assert len(seen) == len(set(seen)) == len(records)
+    by_kick = {r.kick.flow_id: r for r in runs}
+    orphans = {k for k, r in by_kick.items() if k not in truth}
+    assert set(truth) <= set(by_kick)
+    assert not orphans or timing_ok
+    assert all(by_kick[k].partial and by_kick[k].kick.evidence == "timing" for k in orphans)
+    exchanges = {h.flow_id: h.exchange for r in runs for h in r.hops}
+    evidence = {h.flow_id: h.evidence for r in runs for h in r.hops}
+    swaps = 0
+    for kick, tr in truth.items():
+        run = by_kick[kick]
+        assert run.run_id == run_id_of(kick)
+        assert (run.partial, run.in_flight) == (tr.partial, tr.in_flight), kick
+        for i, want in enumerate(tr.hops):
+            got = run.hops[i] if i < len(run.hops) else None
+            if got is not None and got.flow_id == want.flow_id:
+                continue
+            swaps += 1
+            if timing_ok and ((got and got.evidence == "timing") or evidence[want.flow_id] == "timing"):
+                break
+            assert got is not None, f"run {kick} lost hop {want.hop} ({evidence[want.flow_id]})"
+            assert _content(exchanges[got.flow_id]) == _content(exchanges[want.flow_id]), (
+                f"run {kick} hop {want.hop}: {got.flow_id} ({got.evidence}) is not a twin of {want.flow_id}"
+            )
+        else:
+            extra = run.hops[len(tr.hops):]
+            if not (timing_ok and extra and extra[0].evidence == "timing"):
+                assert [(h.hop, h.sender, h.to) for h in run.hops] == [(h.hop, h.sender, h.to) for h in tr.hops]
+        for prev, h in zip(run.hops, run.hops[1:]):
+            assert h.parent == prev.flow_id
+            p, c = prev.exchange, h.exchange
+            assert p.started <= c.started
+            if p.ended is not None and c.ended is not None and p.status != 504:
+                assert c.ended <= p.ended
+    return swaps
+
+
+def concurrent(seed: int, n: int = 100, spread: float = 0.01, identical: bool = False, **kw) -> Synth:
+    s = Synth(seed=seed, **kw)
+    rng = random.Random(seed)
+    for i in range(n):
+        payload = {"digits": []} if identical else {"name": f"p{rng.randint(0, 5)}", "digits": []}
+        s.kick(T0 + rng.uniform(0, spread), payload)
+    return s
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_interleaved_concurrent_runs(seed):
+    s = concurrent(seed, spread=0.05)
+    assert_exact(reconstruct(s.dump()), s.runs, s.records)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_100_identical_kicks_in_flight(seed):
+    s = concurrent(seed, spread=0.0002, identical=True)
+    kicks = [r for r in s.records if r["path"] == "/a/" and r["request"]["body"]["value"] == {"digits": []}]
+    assert max(r["started"] for r in kicks) < min(r["ended"] for r in kicks)  # all 100 in flight
+    runs = reconstruct(s.dump())
+    assert_exact(runs, s.runs, s.records)
+    assert any(h.evidence == "lineage+answer" for r in runs for h in r.hops)
+
+
+def test_identical_seeded_runs_are_twins():
+    """With SEED set, identical kicks make identical runs: only twin swaps, never a wrong shape."""
+    s = concurrent(3, identical=True, service_seed=42)
+    assert_exact(reconstruct(s.dump()), s.runs, s.records)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_long_runs_in_flight_together(seed):
+    s = concurrent(seed, fail_rate=0.03, max_hops=60, identical=True, spread=0.003)
+    assert max(len(r.hops) for r in s.runs.values()) > 20
+    assert_exact(reconstruct(s.dump()), s.runs, s.records)
+
+
+def test_gateway_502_when_b_is_down():
+    s = concurrent(1, n=30, fail_rate=0.2, down=frozenset({"b"}), spread=0.05)
+    runs = reconstruct(s.dump())
+    assert_exact(runs, s.runs, s.records)
+    assert any(h.exchange.error for r in runs for h in r.hops)
+
+
+def test_gateway_502_twins_are_flagged_timing():
+    """100 identical kicks while B is down: every answer is the same gateway 502 text, so which
+    kick sent which digit is undecidable; the engine must say "timing" wherever it may be wrong."""
+    s = concurrent(2, n=100, identical=True, fail_rate=0.2, down=frozenset({"b"}), spread=0.0002)
+    runs = reconstruct(s.dump())
+    assert_exact(runs, s.runs, s.records, timing_ok=True)
+    assert any(h.evidence == "timing" for r in runs for h in r.hops)
+
+
+def test_partner_timeouts_keep_late_hops():
+    s = concurrent(2, n=60, fail_rate=0.2, timeout=0.05, slow_rate=0.15, spread=0.2)
+    assert any(r["status"] == 504 for r in s.records)
+    runs = reconstruct(s.dump())
+    assert_exact(runs, s.runs, s.records)
+    late = [h for r in runs for h in r.hops if h.exchange.ended and h.exchange.ended > r.kick.exchange.ended]
+    assert late and all(h.exchange.status is not None for h in late)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dump_read_mid_flight(seed):
+    s = concurrent(seed, spread=0.03, fail_rate=0.1)
+    t_cut = T0 + 0.02
+    records, truth = cut_at(s, t_cut)
+    runs = reconstruct(records)
+    assert_exact(runs, truth, records, timing_ok=True)  # unanswered twins: nothing can tell
+    assert any(r.in_flight for r in runs) and any(not r.in_flight for r in runs)
+    assert all(r.in_flight == (r.kick.exchange.ended is None) for r in runs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_dump_that_starts_mid_run(seed):
+    s = concurrent(seed, n=40, fail_rate=0.1, spread=0.02)
+    rng = random.Random(seed)
+    for kick in [k for k, r in s.runs.items() if len(r.hops) > 3][:10]:
+        drop_first(s, kick, rng.randint(1, len(s.runs[kick].hops) - 1))
+    runs = reconstruct(s.dump())
+    assert_exact(runs, s.runs, s.records)
+    assert sum(r.partial for r in runs) == 10
+
+
+def test_trace_headers_decide():
+    s = Synth(seed=5, propagate_headers=True, fail_rate=0.1)
+    rng = random.Random(5)
+    for i in range(100):
+        s.kick(T0 + rng.uniform(0, 0.003), {"digits": []}, traceparent(rng))
+    runs = reconstruct(s.dump())
+    assert_exact(runs, s.runs, s.records)
+    ev = {h.evidence for r in runs for h in r.hops}
+    assert ev == {"kick", "header"}
+
+
+def test_header_lookup_is_case_insensitive_and_x_request_id_works():
+    ex = Exchange("f", 1.0, headers=(("TraceParent", "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"),))
+    assert ex.trace_id == "ab" * 16 and ex.request_id is None
+    assert Exchange("f", 1.0, headers=(("traceparent", "00-" + "0" * 32 + "-" + "1" * 16 + "-01"),)).trace_id is None
+    t = RunTracker()
+    kick = t.start(Exchange("k", 1.0, "a", request={"digits": []}, headers=(("X-Request-ID", "r1"),)))
+    other = t.start(Exchange("o", 1.1, "a", request={"digits": []}))
+    child = t.start(Exchange("c", 1.2, "b", request={"digits": [5]}, headers=(("x-request-id", "r1"),)))
+    blind = t.start(Exchange("d", 1.3, "b", request={"digits": [6]}))
+    assert kick.evidence == other.evidence == "kick"
+    assert (child.parent, child.evidence, child.hop) == ("k", "header", 2)
+    assert (blind.parent, blind.evidence) == ("o", "lineage")
+
+
+def test_live_feed_assigns_at_start_and_finishes_at_kick_end():
+    s = concurrent(7, n=40, spread=0.02)
+    events = sorted([(r["started"], 1, r) for r in s.records] + [(r["ended"], 0, r) for r in s.records],
+                    key=lambda e: (e[0], e[1]))
+    tracker, finished, live = RunTracker(), [], {}
+    for _, is_start, rec in events:
+        ex = Exchange.from_record(rec)
+        if is_start:
+            ex.ended = ex.status = ex.response = None
+            a = tracker.start(ex)
+            live[a.flow_id] = a
+        else:
+            done = tracker.end(ex)
+            for run in done:
+                assert run.kick.flow_id == rec["flow_id"]
+            finished.extend(done)
+    assert tracker.flush() == []
+    assert_exact(finished, s.runs, s.records)
+    truth = {h.flow_id: h for r in s.runs.values() for h in r.hops}
+    for fid, a in live.items():  # unambiguous placements are right from the first moment
+        if a.evidence in ("kick", "lineage"):
+            assert (a.hop, a.sender, a.to) == (truth[fid].hop, truth[fid].sender, truth[fid].to)
+            assert a.run_id == run_id_of(next(k for k, r in s.runs.items() if fid in {h.flow_id for h in r.hops}))
+
+
+def test_iteration_and_kick_evidence():
+    s = Synth(seed=1, fail_rate=0.0, max_hops=7)
+    s.kick(T0)
+    (run,) = reconstruct(s.dump())
+    assert [h.iteration for h in run.hops] == [1, 1, 2, 2, 3, 3, 4]
+    assert [h.evidence for h in run.hops] == ["kick"] + ["lineage"] * 6
+    assert [h.sender for h in run.hops] == ["client", "a", "b", "a", "b", "a", "b"]
+
+
+def test_any_lineage_on_sequential_runs():
+    s = Synth(seed=9, fail_rate=0.3)
+    for i in range(30):
+        s.kick(T0 + i)  # one run at a time: nesting alone decides
+    runs = reconstruct(s.dump(), lineage=AnyLineage())
+    assert_exact(runs, s.runs, s.records)
+    assert {h.evidence for r in runs for h in r.hops} <= {"kick", "timing"}
+
+
+def test_tolerates_junk_and_repeats():
+    s = concurrent(4, n=10)
+    recs = s.dump()
+    junk = [{"type": "session"}, {"type": "flow"}, "x", {"type": "flow", "flow_id": "z", "started": "?"}]
+    runs = reconstruct(junk + recs + recs[:3])
+    assert_exact(runs, s.runs, recs)
+
+
+def test_engine_is_linear():
+    """start/end are O(1) amortized: 10x the runs costs about 10x the time, not 100x."""
+    def cost(n):
+        s = concurrent(11, n=n, spread=n * 0.0001, fail_rate=0.15)
+        recs = s.dump()
+        t = time.perf_counter()
+        reconstruct(recs)
+        return (time.perf_counter() - t) / len(recs)
+
+    small, big = cost(100), cost(1000)
+    assert big < small * 4
