@@ -21,5 +21,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+# 10,000 runs at concurrency 50 through the real stack; counts served == flows.jsonl == flows.mitm
+load: $(STAMP)
+	$(BIN)/python -m proxy_addons.load -n 10000 -c 50 --time-limit 900
+
 clean:
 	rm -rf $(VENV) .pytest_cache
