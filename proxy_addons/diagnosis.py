@@ -1,0 +1,226 @@
+"""PURE: a reconstructed run → how it ended, where it broke, and what each service changed.
+
+Outcomes (first that applies):
+  in_flight  the dump ended before the kick was answered.
+  error      a proxy-level failure somewhere in the run: a 5xx (502 upstream down or unreachable,
+             504 partner timeout) or a connection error. The break names the hop that failed.
+  broken     a service itself answered 4xx (``origin == "upstream"``, 400 ≤ status < 500). If the
+             4xx hop is missing from the dump but the kick's answer is our ``rejected`` outcome,
+             the break is read from that answer (``from_answer: true``).
+  completed  the kick was answered 2xx (our services: the ``max_hops`` outcome).
+
+The break's states:
+  state            the payload the failing/rejecting service received (its hop's request) — the
+                   output of the last service that succeeded.
+  last_good_state  the last payload a service *accepted* (passed its checks and processed): the
+                   request of the break hop's parent; null when the kick itself was refused.
+                   ``change`` = diff(last_good_state, state) shows what that service did to it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from proxy_addons.lineage import GAVE_UP, Lineage, PingPongLineage
+from proxy_addons.runs_model import Assignment, Hop, Run
+
+OUTCOMES = ("broken", "completed", "error", "in_flight")
+
+
+@dataclass(slots=True)
+class Diagnosis:
+    run: Run
+    outcome: str
+    brk: dict | None
+    changes: list[dict | None]  # per hop: what its service changed (None: unknown)
+
+    def to_json(self) -> dict:
+        """The runs.jsonl contract (docs/report-format.md)."""
+        kick = self.run.kick.exchange
+        return {
+            "run": self.run.run_id,
+            "outcome": self.outcome,
+            "partial": self.run.partial,
+            "length": len(self.run.hops),
+            "status": kick.status,
+            "started": kick.started,
+            "duration_ms": kick.duration_ms,
+            "hops": [_hop_json(h, c) for h, c in zip(self.run.hops, self.changes, strict=True)],
+            "break": self.brk,
+        }
+
+
+def _hop_json(h: Hop, change: dict | None) -> dict:
+    ex = h.exchange
+    return {
+        "hop": h.hop, "flow_id": h.flow_id, "from": h.sender, "to": h.to, "method": ex.method,
+        "path": ex.path, "status": ex.status, "request": ex.request, "response": ex.response,
+        "started": ex.started, "duration_ms": ex.duration_ms, "evidence": h.evidence,
+        "iteration": h.iteration, "parent": h.parent, "origin": ex.origin, "error": ex.error,
+        "change": change,
+    }
+
+
+def _rejected(h: Hop) -> bool:
+    ex = h.exchange
+    upstream = ex.origin == "upstream" or (ex.origin is None and ex.error is None)
+    return upstream and ex.status is not None and 400 <= ex.status < 500
+
+
+def _failed(h: Hop) -> bool:
+    ex = h.exchange
+    return ex.error is not None or (ex.status is not None and ex.status >= 500)
+
+
+def _payload_of(body: Any) -> Any:
+    return body.get("payload") if isinstance(body, dict) else None
+
+
+def _brk(run: Run, h: Hop, status: int | None, detail: Any, lin: Lineage, **extra) -> dict:
+    parent = next((p for p in run.hops if p.flow_id == h.parent), None)
+    state = h.exchange.request
+    good = parent.exchange.request if parent else None
+    return {
+        "hop": h.hop, "iteration": h.iteration, "service": h.to, "status": status, "state": state,
+        "last_good_state": good, "detail": detail, "flow_id": h.flow_id,
+        "produced_by": parent.to if parent else "client",
+        "change": lin.diff(good, state) if parent else None, **extra,
+    }
+
+
+def _error_break(run: Run, lin: Lineage) -> dict | None:
+    """The hop where the failure began: the deepest failed hop; when it gave up on its partner
+    (timeout / unreachable) and the partner's hop is recorded, that hop is the one that failed."""
+    failed = [h for h in run.hops if _failed(h)]
+    if not failed:
+        return None
+    h = max(failed, key=lambda x: x.hop)
+    ex = h.exchange
+    detail = ex.error if ex.error is not None else ex.response
+    body = ex.response if isinstance(ex.response, dict) else {}
+    status = ex.status if ex.status is not None else (ex.error or {}).get("status")
+    if body.get("outcome") in GAVE_UP:
+        child = next((c for c in reversed(run.hops) if c.parent == h.flow_id), None)
+        if child is not None:
+            return _brk(run, child, status, detail, lin, reason=body["outcome"], reported_by=h.to)
+        return _brk(run, h, status, detail, lin, reason=body["outcome"])
+    return _brk(run, h, status, detail, lin, reason="gateway" if ex.origin == "gateway" else "upstream")
+
+
+def _answer_break(run: Run) -> dict | None:
+    """The kick's answer says a service rejected, but that hop is not in the dump."""
+    body = run.kick.exchange.response
+    if not (isinstance(body, dict) and body.get("outcome") == "rejected"):
+        return None
+    return {
+        "hop": body.get("hops"), "iteration": body.get("iteration"), "service": body.get("stopped_by"),
+        "status": body.get("status"), "state": body.get("payload"), "last_good_state": None,
+        "detail": body, "flow_id": None, "from_answer": True,
+    }
+
+
+def hop_changes(run: Run, lin: Lineage) -> list[dict | None]:
+    """What each hop's service did: its child's request against its own request; for the last
+    hop, the payload of a ``max_hops`` answer. None when the service forwarded nothing."""
+    child_of = {h.parent: h for h in run.hops if h.parent}
+    out: list[dict | None] = []
+    for h in run.hops:
+        c = child_of.get(h.flow_id)
+        resp = h.exchange.response
+        if c is not None:
+            out.append(lin.diff(h.exchange.request, c.exchange.request))
+        elif isinstance(resp, dict) and resp.get("outcome") == "max_hops":
+            out.append(lin.diff(h.exchange.request, _payload_of(resp)))
+        else:
+            out.append(None)
+    return out
+
+
+def diagnose(run: Run, lineage: Lineage | None = None) -> Diagnosis:
+    """Outcome, break and per-hop changes of one run (see the module doc for the rules)."""
+    lin = lineage or PingPongLineage()
+    reject = next((h for h in run.hops if _rejected(h)), None)
+    reject_brk = _brk(run, reject, reject.exchange.status, reject.exchange.response, lin,
+                      reason="rejected") if reject else None
+    error_brk = _error_break(run, lin)
+    kick = run.kick.exchange
+    if run.in_flight:
+        outcome, brk = "in_flight", error_brk or reject_brk
+    elif error_brk is not None:
+        outcome, brk = "error", error_brk
+    elif reject_brk is not None:
+        outcome, brk = "broken", reject_brk
+    elif kick.status is not None and 200 <= kick.status < 300:
+        brk = _answer_break(run)
+        outcome = "broken" if brk else "completed"
+    else:  # e.g. the gateway's own 404: no service answered
+        outcome = "error"
+        brk = _brk(run, run.kick, kick.status, kick.error or kick.response, lin, reason=kick.origin)
+    return Diagnosis(run, outcome, brk, hop_changes(run, lin))
+
+
+def summarize(items: list[Run] | list[Diagnosis], lineage: Lineage | None = None) -> dict:
+    """Counts by outcome; per service: hops received, breaks (4xx it answered itself), break
+    rate = breaks / hops received, errors; and the distribution of run lengths."""
+    diags = [d if isinstance(d, Diagnosis) else diagnose(d, lineage) for d in items]
+    received: Counter[str] = Counter()
+    breaks: Counter[str] = Counter()
+    errors: Counter[str] = Counter()
+    for d in diags:
+        received.update(h.to or "?" for h in d.run.hops)
+        if d.brk is not None and d.outcome == "broken":
+            breaks[d.brk["service"] or "?"] += 1
+        elif d.brk is not None and d.outcome == "error":
+            errors[d.brk["service"] or "?"] += 1
+    outcomes = Counter(d.outcome for d in diags)
+    return {
+        "runs": len(diags),
+        "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
+        "hops": sum(received.values()),
+        "services": {
+            s: {"received": n, "breaks": breaks[s], "break_rate": breaks[s] / n, "errors": errors[s]}
+            for s, n in sorted(received.items())
+        },
+        "run_length": dict(sorted(Counter(len(d.run.hops) for d in diags).items())),
+    }
+
+
+def _name(service: str | None) -> str:
+    return "client" if service == "client" else (service or "?").upper()
+
+
+def flow_comment(run_id: str, hop: int, sender: str, to: str | None, iteration: int | None) -> str:
+    """``run R · hop H · A→B · iteration I`` (``client→A`` for the kick)."""
+    parts = [f"run {run_id}", f"hop {hop}", f"{_name(sender)}\u2192{_name(to)}"]
+    if iteration is not None:
+        parts.append(f"iteration {iteration}")
+    return " \u00b7 ".join(parts)
+
+
+def assignment_comment(a: Assignment) -> str:
+    return flow_comment(a.run_id, a.hop, a.sender, a.to, a.iteration)
+
+
+def hop_comment(run: Run, h: Hop) -> str:
+    return flow_comment(run.run_id, h.hop, h.sender, h.to, h.iteration)
+
+
+def log_line(d: Diagnosis) -> str:
+    """One line per finished run for the gateway's log."""
+    run, b = d.run, d.brk
+    ms = run.kick.exchange.duration_ms
+    tail = f"{len(run.hops)} hops" + (f" \u00b7 {ms:.1f} ms" if ms is not None else "")
+    head = f"run {run.run_id} {d.outcome.replace('_', ' ')}"
+    if b is not None and d.outcome in ("broken", "error"):
+        it = f" \u00b7 iteration {b['iteration']}" if b.get("iteration") is not None else ""
+        what = "rejected" if d.outcome == "broken" else (b.get("reason") or "failed")
+        head += f" at hop {b['hop']} \u00b7 {_name(b['service'])} {what} ({b['status']}){it}"
+    elif d.outcome == "completed":
+        body = run.kick.exchange.response
+        if isinstance(body, dict) and body.get("outcome"):
+            head += f" \u00b7 {body['outcome']} by {_name(body.get('stopped_by'))}"
+    if run.partial:
+        tail += " \u00b7 partial"
+    return f"{head} \u00b7 {tail}"
