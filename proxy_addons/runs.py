@@ -10,9 +10,16 @@ How a request finds its parent, strongest evidence first:
   lineage+answer  several open hops with the same state could have sent it: one is picked now,
                   and settled when the parents answer (a parent's answer must be its child's
                   answer passed up, ``Lineage.answer_links``); subtrees move between the twins.
-  timing          only nesting/timing decided (weak lineage, or twins whose answers match).
+  timing          only nesting/timing decided: a weak lineage, twins whose answers cannot tell
+                  them apart (e.g. gateway 502s), guesses never settled (in flight at the end),
+                  or the first hop of a ``partial`` run split off because no twin claimed it.
   kick            no possible parent: a new run; ``partial`` when its payload says the run
                   began earlier (a dump that starts mid-run).
+
+A run is reported when its kick ends (all its nested hops have, except after a partner timeout:
+late hops join the reported ``Run`` in place). Placements told at ``start`` are provisional for
+twins; the finished ``Run`` is authoritative. Cost: one dict look-up per start/end; twins cost
+O(twins) each.
 """
 
 from __future__ import annotations
@@ -103,7 +110,7 @@ class RunTracker(Twins):
         for s in sorted(self.services) if senders is None else senders:
             key = lin.key_before(s, ex.request)
             b = self.index.get((s, key)) if key is not None else None
-            if b is not None and b.open_members:  # busy (hard) twins only: maybe a wrong guess
+            if b is not None and b.open_members:  # even busy twins: one of their guesses may be wrong
                 rivals += len(b.free) + len(b.soft)
                 if group is None or (b.free and not self.index.buckets[group].free):
                     group = (s, key)
@@ -219,7 +226,9 @@ def reconstruct(records: Iterable[dict], lineage: Lineage | None = None) -> list
     runs: list[Run] = []
     for is_start, ex in _event_order(exchanges_of(records)):
         if is_start:
-            tracker.start(dataclasses.replace(ex, ended=None, status=None, response=None, error=None))
+            tracker.start(
+                dataclasses.replace(ex, ended=None, status=None, response=None, error=None, origin=None)
+            )
         else:
             runs.extend(tracker.end(ex))
     runs.extend(tracker.flush())

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}", re.I)
@@ -45,7 +45,6 @@ class Exchange:
     response_exact: bool = False
     error: dict | None = None
     origin: str | None = None
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_record(cls, rec: dict) -> Exchange:
