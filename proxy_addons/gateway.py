@@ -4,8 +4,11 @@ Order matters: routing first (it picks the service), then the annotating addons,
 so the record and the .mitm file carry every annotation.
 """
 
+from proxy_addons.annotate import LiveRuns
 from proxy_addons.recorder import Recorder
+from proxy_addons.retention import Retention
 from proxy_addons.routing import Routing
 from proxy_addons.upstream import FreshUpstream
 
-addons = [Routing(), FreshUpstream(), Recorder()]
+recorder = Recorder()
+addons = [Routing(), FreshUpstream(), LiveRuns(recorder), Retention(), recorder]

@@ -76,6 +76,18 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
     return rec
 
 
+def cached_record(flow: http.HTTPFlow) -> dict:
+    """The flow's record, built once per flow however many addons ask for it (diagnosis reads
+    it before the recorder writes it). Kept on the flow object, not in its saved state."""
+    rec = getattr(flow, "_hoptrace_record", None)
+    if rec is None:
+        rec = flow_record(flow, ctx.options.hoptrace_max_body)
+        flow._hoptrace_record = rec  # type: ignore[attr-defined]
+    else:
+        rec.update(flow.metadata.get(flowmeta.RECORD, {}))
+    return rec
+
+
 def mitm_bytes(state: dict) -> bytes:
     return tnetstring.dumps(state)
 
@@ -84,6 +96,7 @@ class Recorder:
     def __init__(self) -> None:
         self.session: Path | None = None
         self.sink: Sink | None = None
+        self.held: dict[str, http.HTTPFlow] = {}  # flow id → flow not yet in flows.mitm
 
     def load(self, loader) -> None:
         loader.add_option("hoptrace_dumps", str, "dumps", "Parent folder of the session folders.")
@@ -122,7 +135,7 @@ class Recorder:
             "routes": getattr(ctx.options, "routes", ""),
             "mode": list(ctx.options.mode),
         })
-        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": mitm_bytes})
+        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": mitm_bytes, "runs.jsonl": jsonl})
         log.info("hoptrace: recording into %s", self.session)
 
     async def response(self, flow: http.HTTPFlow) -> None:
@@ -139,13 +152,36 @@ class Recorder:
             self.open()
         flow.metadata[flowmeta.RECORDED] = True
         try:
-            rec = flow_record(flow, ctx.options.hoptrace_max_body)
-            await self.sink.write({"flows.jsonl": rec, "flows.mitm": flow.get_state()})
+            parts: dict = {"flows.jsonl": cached_record(flow)}
+            if flow.id not in self.held:
+                parts["flows.mitm"] = flow.get_state()
+            await self.sink.write(parts)
         except Exception:
             log.exception("hoptrace: flow %s could not be recorded", flow.id)
 
+    def hold(self, flow: http.HTTPFlow) -> None:
+        """Write this flow to flows.mitm only when ``release``d: the run engine holds a run's
+        flows until the run ends, so the comment and marker saved are the final ones."""
+        self.held[flow.id] = flow
+
+    def release(self, flows: list[http.HTTPFlow]) -> None:
+        """Write held flows to flows.mitm now (their flows.jsonl lines are already written)."""
+        if self.sink is None:
+            self.open()
+        for flow in flows:
+            # not recorded yet (its own hook is still to come): record() writes it then
+            if self.held.pop(flow.id, None) is not None and flow.metadata.get(flowmeta.RECORDED):
+                self.sink.write_nowait({"flows.mitm": flow.get_state()})
+
+    def write_run(self, run: dict) -> None:
+        """Append one finished run to runs.jsonl (not awaited: no client waits on it)."""
+        if self.sink is None:
+            self.open()
+        self.sink.write_nowait({"runs.jsonl": run})
+
     def close(self) -> None:
         if self.sink is not None:
+            self.release(list(self.held.values()))  # nothing held is ever dropped
             self.sink.close()
             self.sink = None
 
