@@ -7,7 +7,6 @@ so the record and the .mitm file carry every annotation.
 from proxy_addons.annotate import LiveRuns
 from proxy_addons.recorder import Recorder
 from proxy_addons.retention import Retention
-from proxy_addons.retention import Retention
 from proxy_addons.routing import Routing
 from proxy_addons.upstream import FreshUpstream
 
