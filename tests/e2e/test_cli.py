@@ -31,7 +31,7 @@ def test_up_kick_and_clean_stop(procs, tmp_path, web):
     up = stk.spawn("up", hoptrace(*args), {"HOPTRACE_WEB_PASSWORD": "pw-for-test"} if web else None,
                    tmp_path / "logs")
     procs.append(up)
-    stk.wait_until(lambda: "hoptrace is up" in up.log_path.read_text(), up, 60, "hoptrace up")
+    stk.wait_until(lambda: "Ctrl-C stops everything" in up.log_path.read_text(), up, 60, "hoptrace up")
     out = up.log_path.read_text()
     session = re.search(r"dumps\s+(\S+)/", out).group(1)
     assert f"localhost:{gp}/a/" in out and "d;5Digits" in out
