@@ -1,0 +1,38 @@
+"""The gateway never makes a break the services did not: with services that close idle keep-alive
+connections after 1 s (uvicorn --timeout-keep-alive 1) and clients that come back right around
+that moment, bare mitmproxy reuses a connection the service is closing and answers
+`502 server closed connection`; with hoptrace_upstream_idle_ms=500 it never does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from proxy_addons import race
+from proxy_addons.dumpio import read_records
+
+pytestmark = pytest.mark.e2e
+
+
+def test_idle_bound_removes_the_keep_alive_race_bare_mitmproxy_has(procs, tmp_path):
+    settings = {"fail_rate": 0.05, "max_hops": 4}
+    bare = race.start_idle_stack(tmp_path / "bare", 1.0, race.BARE_MS, procs, **settings)
+    fixed = race.start_idle_stack(tmp_path / "fixed", 1.0, 500, procs, **settings)
+
+    async def both():
+        return await asyncio.gather(*(race.sweep(st.url + "/a/", 40, 6, (0.98, 1.03)) for st in (bare, fixed)))
+
+    bare_statuses, fixed_statuses = asyncio.run(both())
+    bare_5xx, _ = race.gateway_5xx(bare.session)
+    fixed_5xx, reconnects = race.gateway_5xx(fixed.session)
+    print(f"\nbare: {dict(bare_statuses)} gateway-made 5xx {len(bare_5xx)}; "
+          f"idle bound 500 ms: {dict(fixed_statuses)} gateway-made 5xx {len(fixed_5xx)}, "
+          f"{reconnects} fresh upstream connections")
+    assert bare_5xx and all("server closed connection" in f for f in bare_5xx)  # the race is real
+    assert fixed_5xx == [] and fixed_statuses.keys() <= {200, 400}
+    assert sum(fixed_statuses.values()) == 240
+    assert reconnects > 0
+    reconnected = [r for r in read_records(fixed.session) if r.get("upstream_reconnect")]
+    assert all(r["upstream_reconnect"]["idle_s"] > 0.5 and r["upstream_reconnect"]["reason"] == "idle"
+               for r in reconnected)
