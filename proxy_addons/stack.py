@@ -135,12 +135,14 @@ def start_service(name: str, port: int, partner_url: str, log_dir: Path | None =
 def gateway_args(listen: int, routes: dict[str, str], *, session: Path | None = None,
                  dumps: Path | None = None, web: bool = False, web_port: int = 8081,
                  web_password: str | None = None, host: str = "127.0.0.1",
-                 sets: dict[str, object] | None = None, quiet: bool = True) -> list[str]:
-    """mitmdump/mitmweb arguments for a recording reverse-proxy gateway."""
+                 sets: dict[str, object] | None = None, quiet: bool = True,
+                 script: Path | str = ADDON_SCRIPT) -> list[str]:
+    """mitmdump/mitmweb arguments for a recording reverse-proxy gateway (``script``: another
+    addon script, e.g. the routing-only one the benchmark compares against)."""
     if not routes:
         raise ValueError("at least one route is needed")
     first = next(iter(routes.values()))
-    args = ["--mode", f"reverse:{first}@{host}:{listen}", "-s", str(ADDON_SCRIPT),
+    args = ["--mode", f"reverse:{first}@{host}:{listen}", "-s", str(script),
             "--set", "routes=" + ",".join(f"{p}={u}" for p, u in routes.items()),
             "--set", "connection_strategy=lazy"]
     if session is not None:

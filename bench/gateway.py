@@ -1,0 +1,165 @@
+"""Gateway benchmark: direct vs bare mitmproxy vs hoptrace (mitmdump, mitmweb), interleaved.
+
+``python -m bench.gateway`` (what ``make bench`` runs first) starts every mode's processes once
+(bench/modes.py), warms each up, then measures in rounds: in each round, for each concurrency,
+every mode in turn (the order rotates per round), so a noisy neighbour hits all modes alike.
+
+Figures per mode and concurrency:
+  hops/s        hops answered per wall second (median over rounds)
+  hop p50/p99   per-hop latency: a run's latency seen by the client / MAX_HOPS, percentiles over
+                every run of every round
+Every run must end ``max_hops`` with exactly MAX_HOPS hops, or it is counted as failed; the
+hoptrace modes' flows.jsonl must hold one record per hop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from bench.machine import machine, write_json
+from bench.modes import MODES, Setup, start_all
+from proxy_addons.load import drive
+
+
+def percentile(xs: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no data."""
+    if not xs:
+        return float("nan")
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
+
+
+def measure_once(setup: Setup, runs: int, concurrency: int, max_hops: int, time_limit: float) -> dict:
+    """Kick ``runs`` runs at ``concurrency``; the figures of this one measurement."""
+    t0 = time.perf_counter()
+    kicks = asyncio.run(drive(setup.url, runs, concurrency, time_limit))
+    wall = time.perf_counter() - t0
+    ok = [k for k in kicks if k.status == 200 and isinstance(k.body, dict)
+          and k.body.get("outcome") == "max_hops" and k.body.get("hops") == max_hops]
+    return {"runs": len(kicks), "ok": len(ok), "wall_s": wall,
+            "hops_per_s": len(ok) * max_hops / wall if wall else 0.0,
+            "hop_ms": [k.seconds * 1000 / max_hops for k in ok]}
+
+
+def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
+    setups = start_all(list(a.modes), workdir, a.max_hops)
+    rounds: list[dict] = []
+    hops_sent = {m: 0 for m in a.modes}
+    try:
+        for m in a.modes:  # warm-up: connections, imports, JITless caches
+            hops_sent[m] += measure_once(setups[m], a.warmup, 4, a.max_hops, a.time_limit)["ok"] * a.max_hops
+        for r in range(a.rounds):
+            order = list(a.modes[r % len(a.modes):]) + list(a.modes[:r % len(a.modes)])
+            for c in a.concurrency:
+                for m in order:
+                    n = a.runs * c if c > 1 else a.runs
+                    res = measure_once(setups[m], n, c, a.max_hops, a.time_limit)
+                    hops_sent[m] += res["ok"] * a.max_hops
+                    rounds.append({"round": r, "mode": m, "concurrency": c, **res})
+                    if a.verbose:
+                        print(f"round {r} c={c:<2} {m:<13} {res['hops_per_s']:8.0f} hops/s "
+                              f"({res['ok']}/{res['runs']} ok)", flush=True)
+        recorded = {m: _records(s.session) for m, s in setups.items() if s.session}
+    finally:
+        for s in setups.values():
+            s.stop()
+    return {"rounds": rounds, "summary": summarize(rounds, a.modes, a.concurrency),
+            "records": {m: {"flows.jsonl": n, "hops_answered": hops_sent[m]} for m, n in recorded.items()}}
+
+
+def _records(session: Path) -> int:
+    with open(session / "flows.jsonl", "rb") as f:
+        return sum(1 for _ in f)
+
+
+def summarize(rounds: list[dict], modes, concurrencies) -> dict:
+    out: dict = {}
+    for c in concurrencies:
+        row: dict = {}
+        for m in modes:
+            rs = [r for r in rounds if r["mode"] == m and r["concurrency"] == c]
+            lat = [x for r in rs for x in r["hop_ms"]]
+            row[m] = {
+                "hops_per_s": statistics.median(r["hops_per_s"] for r in rs) if rs else 0.0,
+                "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
+                "failed_runs": sum(r["runs"] - r["ok"] for r in rs),
+            }
+        ht, bare, direct = row.get("hoptrace"), row.get("bare"), row.get("direct")
+        if ht and bare and bare["hops_per_s"]:
+            row["hoptrace/bare"] = ht["hops_per_s"] / bare["hops_per_s"]
+            row["added_p50_ms_over_bare"] = ht["p50_ms"] - bare["p50_ms"]
+        if ht and direct and direct["hops_per_s"]:
+            row["hoptrace/direct"] = ht["hops_per_s"] / direct["hops_per_s"]
+        out[str(c)] = row
+    return out
+
+
+def print_table(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, "
+                    f"{result['params']['rounds']} interleaved rounds (hops/s: median of rounds)")
+    for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "failed runs"):
+        t.add_column(col, justify="right" if col not in ("mode",) else "left")
+    for c, row in result["summary"].items():
+        for m in result["params"]["modes"]:
+            f = row[m]
+            t.add_row(c, m, f"{f['hops_per_s']:.0f}", f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}",
+                      str(f["failed_runs"]))
+        t.add_section()
+    console = Console()
+    console.print(t)
+    for c, row in result["summary"].items():
+        notes = []
+        if "hoptrace/bare" in row:
+            notes.append(f"hoptrace/bare {row['hoptrace/bare']:.3f} (target ≥ 0.95), "
+                         f"added p50 {row['added_p50_ms_over_bare']:+.2f} ms/hop (target ≤ 0.2)")
+        if "hoptrace/direct" in row:
+            notes.append(f"hoptrace/direct {row['hoptrace/direct']:.3f}")
+        if notes:
+            console.print(f"concurrency {c}: " + "; ".join(notes))
+    for m, rec in result.get("records", {}).items():
+        print(f"{m}: flows.jsonl {rec['flows.jsonl']} records for {rec['hops_answered']} hops answered")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--max-hops", type=int, default=10, help="services' MAX_HOPS: hops per run")
+    p.add_argument("--runs", type=int, default=40, help="runs per measurement at concurrency 1; "
+                   "×C at concurrency C")
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    p.add_argument("--warmup", type=int, default=20, help="runs per mode before measuring")
+    p.add_argument("--time-limit", type=float, default=60, help="seconds per measurement at most")
+    p.add_argument("--json", type=Path, default=Path("bench/results/gateway.json"))
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parser().parse_args(argv)
+    if min(a.rounds, a.max_hops, a.runs, *a.concurrency) < 1:
+        parser().error("--rounds, --max-hops, --runs and --concurrency must be >= 1")
+    before = machine()
+    with tempfile.TemporaryDirectory(prefix="hoptrace-bench-") as tmp:
+        result = run_bench(a, Path(tmp))
+    result["params"] = {k: v for k, v in vars(a).items() if k != "json"}
+    result["machine"] = {**before, "loadavg_after": machine()["loadavg"]}
+    print_table(result)
+    write_json(a.json, result)
+    print(f"wrote {a.json}")
+    failed = sum(r["runs"] - r["ok"] for r in result["rounds"])
+    lost = any(v["flows.jsonl"] != v["hops_answered"] for v in result["records"].values())
+    return 1 if failed or lost else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
