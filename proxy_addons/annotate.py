@@ -21,6 +21,7 @@ log = logging.getLogger("hoptrace")
 LINEAGES: dict[str, type[Lineage]] = {"pingpong": PingPongLineage, "any": AnyLineage}
 BREAK_MARK = ":red_circle:"  # a service rejected (4xx it originated)
 ERROR_MARK = ":warning:"  # a proxy-level failure (502/504, connection error)
+INJECTED_MARK = ":syringe:"  # the faults addon touched this flow (docs/faults.md)
 
 
 def run_fields(a: Assignment) -> dict:
@@ -30,6 +31,8 @@ def run_fields(a: Assignment) -> dict:
 
 
 def break_mark(rec: dict) -> str | None:
+    if rec.get("injected"):
+        return INJECTED_MARK
     status = rec.get("status")
     if status is None:
         return None
@@ -78,6 +81,8 @@ class LiveRuns:
         if self.recorder is not None:
             self.recorder.hold(flow)
         self._annotate(flow, a)
+        if ex.replay_of is not None:  # a `hoptrace replay` kick: link it to the original
+            flow.metadata[flowmeta.RECORD]["replay_of"] = ex.replay_of
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._end(flow)

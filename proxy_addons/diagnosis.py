@@ -9,6 +9,11 @@ Outcomes (first that applies):
              the break is read from that answer (``from_answer: true``).
   completed  the kick was answered 2xx (our services: the ``max_hops`` outcome).
 
+Fault injection (docs/faults.md): a 4xx the gateway injected is a break like a service's, and a
+break on a hop the gateway touched (status, drop or delay) says ``injected: true`` and gives the
+rule in ``fault``, so nobody mistakes it for a real one. A replayed run names the original in
+``replay_of``.
+
 The break's states:
   state            the payload the failing/rejecting service received (its hop's request) — the
                    output of the last service that succeeded.
@@ -47,6 +52,7 @@ class Diagnosis:
             "status": kick.status,
             "started": kick.started,
             "duration_ms": kick.duration_ms,
+            "replay_of": kick.replay_of,
             "hops": [_hop_json(h, c) for h, c in zip(self.run.hops, self.changes, strict=True)],
             "break": self.brk,
         }
@@ -59,13 +65,14 @@ def _hop_json(h: Hop, change: dict | None) -> dict:
         "path": ex.path, "status": ex.status, "request": ex.request, "response": ex.response,
         "started": ex.started, "duration_ms": ex.duration_ms, "evidence": h.evidence,
         "iteration": h.iteration, "parent": h.parent, "origin": ex.origin, "error": ex.error,
-        "change": change,
+        "change": change, "injected": ex.injected is not None, "fault": ex.injected,
     }
 
 
 def _rejected(h: Hop) -> bool:
     ex = h.exchange
     upstream = ex.origin == "upstream" or (ex.origin is None and ex.error is None)
+    upstream = upstream or ex.injected is not None  # an injected 4xx stands for a rejection
     return upstream and ex.status is not None and 400 <= ex.status < 500
 
 
@@ -86,7 +93,8 @@ def _brk(run: Run, h: Hop, status: int | None, detail: Any, lin: Lineage, **extr
         "hop": h.hop, "iteration": h.iteration, "service": h.to, "status": status, "state": state,
         "last_good_state": good, "detail": detail, "flow_id": h.flow_id,
         "produced_by": parent.to if parent else "client",
-        "change": lin.diff(good, state) if parent else None, **extra,
+        "change": lin.diff(good, state) if parent else None,
+        "injected": h.exchange.injected is not None, "fault": h.exchange.injected, **extra,
     }
 
 
@@ -168,7 +176,10 @@ def summarize(items: list[Run] | list[Diagnosis], lineage: Lineage | None = None
     received: Counter[str] = Counter()
     breaks: Counter[str] = Counter()
     errors: Counter[str] = Counter()
+    injected: Counter[str] = Counter()
     for d in diags:
+        if d.brk is not None and d.brk.get("injected"):
+            injected[d.brk["service"] or "?"] += 1
         received.update(h.to or "?" for h in d.run.hops)
         if d.brk is not None and d.outcome == "broken":
             breaks[d.brk["service"] or "?"] += 1
@@ -180,7 +191,8 @@ def summarize(items: list[Run] | list[Diagnosis], lineage: Lineage | None = None
         "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
         "hops": sum(received.values()),
         "services": {
-            s: {"received": n, "breaks": breaks[s], "break_rate": breaks[s] / n, "errors": errors[s]}
+            s: {"received": n, "breaks": breaks[s], "break_rate": breaks[s] / n, "errors": errors[s],
+                "injected": injected[s]}
             for s, n in sorted(received.items())
         },
         "run_length": dict(sorted(Counter(len(d.run.hops) for d in diags).items())),
@@ -204,7 +216,8 @@ def assignment_comment(a: Assignment) -> str:
 
 
 def hop_comment(run: Run, h: Hop) -> str:
-    return flow_comment(run.run_id, h.hop, h.sender, h.to, h.iteration)
+    base = flow_comment(run.run_id, h.hop, h.sender, h.to, h.iteration)
+    return base + (" \u00b7 injected" if h.exchange.injected is not None else "")
 
 
 def log_line(d: Diagnosis) -> str:
@@ -217,6 +230,7 @@ def log_line(d: Diagnosis) -> str:
         it = f" \u00b7 iteration {b['iteration']}" if b.get("iteration") is not None else ""
         what = "rejected" if d.outcome == "broken" else (b.get("reason") or "failed")
         head += f" at hop {b['hop']} \u00b7 {_name(b['service'])} {what} ({b['status']}){it}"
+        head += " \u00b7 injected" if b.get("injected") else ""
     elif d.outcome == "completed":
         body = run.kick.exchange.response
         if isinstance(body, dict) and body.get("outcome"):

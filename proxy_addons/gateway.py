@@ -1,14 +1,16 @@
 """The addon script mitmdump/mitmweb load: ``mitmdump -s proxy_addons/gateway.py``.
 
 Order matters: routing first (it picks the service), then the annotating addons, the recorder last
-so the record and the .mitm file carry every annotation.
+so the record and the .mitm file carry every annotation. Faults (a no-op without rules) comes right
+after LiveRuns: it selects hops by the run placement LiveRuns gives them.
 """
 
 from proxy_addons.annotate import LiveRuns
+from proxy_addons.faults import Faults
 from proxy_addons.recorder import Recorder
 from proxy_addons.retention import Retention
 from proxy_addons.routing import Routing
 from proxy_addons.upstream import FreshUpstream
 
 recorder = Recorder()
-addons = [Routing(), FreshUpstream(), LiveRuns(recorder), Retention(), recorder]
+addons = [Routing(), FreshUpstream(), LiveRuns(recorder), Faults(), Retention(), recorder]

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}", re.I)
+# `hoptrace replay` sends it on the kick it re-sends: ``<run>/<hop>`` of the original run
+REPLAY_HEADER = "x-hoptrace-replay-of"
 
 
 def run_id_of(flow_id: str) -> str:
@@ -45,6 +47,7 @@ class Exchange:
     response_exact: bool = False
     error: dict | None = None
     origin: str | None = None
+    injected: dict | None = None  # the fault rule the gateway applied (docs/faults.md)
 
     @classmethod
     def from_record(cls, rec: dict) -> Exchange:
@@ -71,6 +74,7 @@ class Exchange:
             response_exact=exact,
             error=rec.get("error"),
             origin=rec.get("origin"),
+            injected=inj if isinstance(inj := rec.get("injected"), dict) else ({} if inj else None),
         )
 
     def header(self, name: str) -> str | None:
@@ -87,6 +91,12 @@ class Exchange:
     @property
     def request_id(self) -> str | None:
         return self.header("x-request-id") or None
+
+    @property
+    def replay_of(self) -> dict | None:
+        """``{"run", "hop"}`` when this request is a `hoptrace replay` of that run's hop."""
+        run, sep, hop = (self.header(REPLAY_HEADER) or "").strip().rpartition("/")
+        return {"run": run, "hop": int(hop)} if sep and run and hop.isdigit() else None
 
     @property
     def duration_ms(self) -> float | None:

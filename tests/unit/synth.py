@@ -63,12 +63,14 @@ class Synth:
         timeout: float | None = None,
         slow_rate: float = 0.0,
         propagate_headers: bool = False,
+        inject_rate: float = 0.0,
     ) -> None:
         self.rng = random.Random(seed)
         self.fail_rate, self.max_hops = fail_rate, max_hops
         self.service_seed, self.down = service_seed, down
         self.timeout, self.slow_rate = timeout, slow_rate
         self.propagate = propagate_headers
+        self.inject_rate = inject_rate  # the gateway answers this share of hops 400 (faults addon)
         self.records: list[dict] = []
         self.runs: dict[str, TruthRun] = {}
 
@@ -98,6 +100,14 @@ class Synth:
             self._record(fid, svc, sent, headers, t0, t1, 502, None, origin="gateway")
             truth.status = 502
             return 502, GATEWAY_502, t1
+        if self.inject_rate and self.rng.random() < self.inject_rate:
+            t1 = t0 + self._lag()
+            body = {"detail": "hoptrace gateway: injected fault", "injected": True, "reason": "injected fault",
+                    "service": svc, "hop": hop, "iteration": (hop + 1) // 2}
+            fault = {"rule": f"status=400 p={self.inject_rate}", "index": 0, "action": "status", "status": 400}
+            self._record(fid, svc, sent, headers, t0, t1, 400, body, origin="gateway", injected=fault)
+            truth.status, truth.response = 400, body
+            return 400, body, t1
         payload = Payload.model_validate(sent)
         received = payload.dump()
         rng = (rng_for(SimpleNamespace(seed=self.service_seed, service_name=svc), payload)
@@ -139,7 +149,7 @@ class Synth:
             return cs, cb, t1
         return 200, rejected_outcome(PARTNER[svc], cs, cb, out, hop), t1
 
-    def _record(self, fid, svc, sent, headers, t0, t1, status, body, origin="upstream"):
+    def _record(self, fid, svc, sent, headers, t0, t1, status, body, origin="upstream", injected=None):
         raw = json.dumps(sent).encode()
         rec = {
             "type": "flow", "v": 1, "flow_id": fid, "started": t0, "ended": t1,
@@ -148,7 +158,9 @@ class Synth:
             "request": {"headers": [["Content-Type", JSON], *headers], "body": encode_body(raw, JSON)},
             "status": status, "origin": origin, "response": None, "error": None,
         }
-        if origin == "gateway":
+        if injected is not None:
+            rec["injected"] = injected
+        if origin == "gateway" and injected is None:
             rec["error"] = {"message": "Connection refused", "status": 502, "undelivered": True}
         else:
             text = body if isinstance(body, str) else json.dumps(body)

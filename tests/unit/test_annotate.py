@@ -6,7 +6,7 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons
 
-from proxy_addons.annotate import BREAK_MARK, ERROR_MARK, LiveRuns, break_mark
+from proxy_addons.annotate import BREAK_MARK, ERROR_MARK, INJECTED_MARK, LiveRuns, break_mark
 from proxy_addons.lineage import AnyLineage
 from proxy_addons.recorder import Recorder
 
@@ -28,6 +28,9 @@ def test_lineage_option_is_checked_and_switches_the_engine():
     ({"status": 504, "origin": "upstream"}, ERROR_MARK),
     ({"status": 200, "origin": "upstream"}, None),
     ({"status": None}, None),
+    ({"status": 400, "origin": "gateway", "injected": {"action": "status"}}, INJECTED_MARK),
+    ({"status": 502, "origin": "gateway", "injected": {"action": "drop"}}, INJECTED_MARK),
+    ({"status": 200, "origin": "upstream", "injected": {"action": "delay"}}, INJECTED_MARK),
 ])
 def test_break_marks(rec, mark):
     assert break_mark(rec) == mark

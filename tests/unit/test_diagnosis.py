@@ -182,3 +182,38 @@ def test_comments_and_log_lines():
         assert line.startswith(f"run {r.run_id} {d.outcome}") and "\n" not in line
         if d.outcome == "broken":
             assert f"at hop {d.brk['hop']}" in line and "rejected (400)" in line
+
+
+def test_injected_400_is_a_break_marked_injected():
+    s = population(8, n=60, named=True, fail_rate=0.2, inject_rate=0.15, max_hops=30)
+    diags = {d.run.kick.flow_id: d for d in map(diagnose, reconstruct(s.dump()))}
+    injected = real = 0
+    for kick, tr in s.runs.items():
+        d, b = diags[kick], tr.break_hop
+        if b is None:
+            assert d.outcome == "completed"
+            continue
+        assert d.outcome == "broken" and (d.brk["hop"], d.brk["service"], d.brk["status"]) == (b.hop, b.to, 400)
+        out = d.to_json()
+        flagged = [h["hop"] for h in out["hops"] if h["injected"]]
+        if isinstance(b.response, dict) and b.response.get("injected"):
+            injected += 1
+            assert d.brk["injected"] is True and d.brk["fault"]["action"] == "status"
+            assert flagged == [b.hop] and out["hops"][b.hop - 1]["fault"] == d.brk["fault"]
+            assert f"rejected (400) · iteration {b.response['iteration']} · injected" in log_line(d)
+            assert hop_comment(d.run, d.run.hops[b.hop - 1]).endswith(" · injected")
+        else:
+            real += 1
+            assert d.brk["injected"] is False and d.brk["fault"] is None and flagged == []
+            assert "injected" not in log_line(d)
+    assert injected >= 5 and real >= 5
+    summ = summarize(list(diags.values()))
+    assert sum(v["injected"] for v in summ["services"].values()) == injected
+
+
+def test_replayed_kick_names_the_original_run():
+    s = Synth(seed=9, fail_rate=0.0, max_hops=4)
+    s.kick(T0, {"name": "payload", "digits": []}, headers=[["X-Hoptrace-Replay-Of", "1a2b3c4d/3"]])
+    s.kick(T0 + 1, {"name": "other", "digits": []})
+    first, second = (diagnose(r).to_json() for r in reconstruct(s.dump()))
+    assert first["replay_of"] == {"run": "1a2b3c4d", "hop": 3} and second["replay_of"] is None
