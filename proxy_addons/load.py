@@ -86,6 +86,7 @@ class Books:
     statuses: dict[int, int] = field(default_factory=dict)
     fivexx: list[str] = field(default_factory=list)  # "origin status service: message"
     reconnects: int = 0  # requests the gateway gave a fresh upstream connection (upstream.py)
+    reloads: int = 0  # times mitmproxy reloaded the addon script mid-run (its file was edited)
 
     @property
     def hops_served(self) -> int:
@@ -103,6 +104,8 @@ class Books:
             out.append(f"{self.kicks - self.answered} kicks got no answer")
         if self.fivexx:
             out.append(f"{len(self.fivexx)} 5xx nobody injected: {self.fivexx[:3]}")
+        if self.reloads:
+            out.append(f"the gateway reloaded its addon script {self.reloads}x mid-run: measure again")
         return out
 
     def summary(self) -> str:
@@ -126,6 +129,15 @@ def served_counts(st: stk.Stack) -> dict[str, int]:
     for name, proc in (("a", st.a), ("b", st.b)):
         out[name] = httpx.get(proc.meta["url"] + "/health", timeout=10, trust_env=False).json()["served"]
     return out
+
+
+def script_reloads(gateway: stk.Proc) -> int:
+    """mitmproxy reloads ``-s`` scripts whose file changes; a run measured across a reload (or a
+    failed one, which leaves the gateway without addons) measures something else."""
+    if not gateway.log_path or not gateway.log_path.exists():
+        return 0
+    text = gateway.log_path.read_text(errors="replace")
+    return max(text.count("Loading script") - 1, 0) + text.count("error in script")
 
 
 def count(session: Path, books: Books) -> Books:
@@ -172,6 +184,7 @@ def measure(st: stk.Stack, n: int, concurrency: int, time_limit: float) -> Books
     kicks = asyncio.run(drive(st.url + "/a/", n, concurrency, time_limit))
     books = books_of(kicks, time.monotonic() - t0)
     books.served, books.served_source = served_counts(st), "services' /health counters"
+    books.reloads = script_reloads(st.gateway)
     return count(st.session, books)
 
 

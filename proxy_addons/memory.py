@@ -76,6 +76,8 @@ def measure(tool: str, flows: int, view_max: int, time_limit: float, concurrency
         stop.set()
         sampler.join(10)
         samples.points.append((samples.points[-1][0] if samples.points else 0, served, rss_mb(st.gateway.pid)))
+        if load.script_reloads(st.gateway):
+            raise RuntimeError("the gateway reloaded its addon script mid-run (gateway.py was edited)")
         return samples, served
     finally:
         stop.set()

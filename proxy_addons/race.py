@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(total[0]) - len(nested[0])} gateway-made 5xx")
         for line in total[0][:5]:
             print("  ", line)
+        if load.script_reloads(st.gateway):
+            print("INVALID: the gateway reloaded its addon script mid-run (gateway.py was edited)")
     finally:
         for proc in reversed(started):
             proc.stop()
