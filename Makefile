@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench load clean
+.PHONY: run test install bench load memory race clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else "hoptrace needs Python >= 3.12 (mitmproxy 12); found " + sys.version.split()[0])'
@@ -24,6 +24,16 @@ test: $(STAMP)
 # 10,000 runs at concurrency 50 through the real stack; counts served == flows.jsonl == flows.mitm
 load: $(STAMP)
 	$(BIN)/python -m proxy_addons.load -n 10000 -c 50 --time-limit 900
+
+# gateway RSS over 100,000 flows: mitmdump (+50 MB budget), mitmweb with retention (+100 MB);
+# the keep-alive race with services that close idle connections after 1 s (docs/reliability.md)
+memory: $(STAMP)
+	$(BIN)/python -m proxy_addons.memory --tool mitmdump --flows 100000
+	$(BIN)/python -m proxy_addons.memory --tool mitmweb --flows 100000 --view-max 5000
+
+race: $(STAMP)
+	$(BIN)/python -m proxy_addons.race --idle-ms 3600000 --runs 600
+	$(BIN)/python -m proxy_addons.race --idle-ms 500 --runs 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache
