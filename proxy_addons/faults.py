@@ -49,6 +49,7 @@ def injected_response(rule: Rule, service: str | None, run: dict | None) -> http
 class Faults:
     def __init__(self) -> None:
         self.rules: list[Rule] = []
+        self.seed: int | None = None
         self.rngs: list = []
         self.counts: list[int] = []  # injections per rule since the rules were set
         self.runs_seen = 0  # runs started since the rules were set (for every=N)
@@ -73,9 +74,10 @@ class Faults:
         except ValueError as exc:
             raise exceptions.OptionsError(f"hoptrace_faults: {exc}") from None
         self._check_services(rules)
-        if "routes" in updated and not {"hoptrace_faults", "hoptrace_faults_seed"} & updated:
-            return  # routes changed, rules still valid: keep counters and generators
         seed = ctx.options.hoptrace_faults_seed
+        if ([r.text for r in rules], seed) == ([r.text for r in self.rules], self.seed):
+            return  # same rules (routes changed, a rejected update rolled back): keep the state
+        self.seed = seed
         self.rules, self.rngs = rules, [rule_rng(seed, r.text) for r in rules]
         self.counts, self.runs_seen, self.ordinal = [0] * len(rules), 0, {}
         if rules:

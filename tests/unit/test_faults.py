@@ -192,3 +192,18 @@ def test_commands_add_list_remove_clear():
             tctx.master.commands.call_strings("hoptrace.faults.remove", ["3"])
         tctx.master.commands.call_strings("hoptrace.faults.clear", [])
         assert f.rules == [] and tctx.options.hoptrace_faults == []
+
+
+def test_a_rejected_update_keeps_the_counters_and_generators():
+    f = Faults()
+    with taddons.context(f) as tctx:
+        tctx.configure(f, hoptrace_faults=["status=400 every=2 hop=1"])
+        fired = []
+        for n in range(1, 7):
+            if n == 3:
+                with pytest.raises(exceptions.CommandError):
+                    tctx.master.commands.call_strings("hoptrace.faults.add", ["nonsense"])
+            fl = hop_flow("a", f"r{n}", 1)
+            run(f.request(fl))
+            fired.append(fl.response is not None)
+        assert fired == [False, True] * 3 and f.counts == [3]
