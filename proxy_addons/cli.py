@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--timeout", type=float, default=120.0)
     k.add_argument("--quiet", action="store_true")
     k.set_defaults(func=cmd_kick)
+
+    from proxy_addons.report import add_parser as add_report_parser
+
+    add_report_parser(sub)
     return p
 
 

@@ -1,0 +1,161 @@
+"""`hoptrace report PATH`: any dump (session folder, flows.jsonl, .mitm, .har) → runs → diagnosis
+→ a terminal table, one run's timeline, the JSON contract (docs/report-format.md) or one offline
+HTML file. This module loads and dispatches; rendering lives in report_text.py / report_html.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from proxy_addons.diagnosis import Diagnosis, diagnose, summarize
+from proxy_addons.dumpio import ReadReport, read_records
+from proxy_addons.lineage import AnyLineage, Lineage, PingPongLineage
+from proxy_addons.runs import reconstruct
+
+LINEAGES: dict[str, type[Lineage]] = {"pingpong": PingPongLineage, "any": AnyLineage}
+FORMATS = ("text", "json", "html")
+
+
+class ReportError(Exception):
+    """A problem the user must fix (unknown run, unreadable path): one clear line, exit 2."""
+
+
+@dataclass(slots=True)
+class Report:
+    """Everything a renderer needs: the diagnosed runs, in kick order, and what the reader
+    could not use."""
+
+    diagnoses: list[Diagnosis]
+    read: ReadReport
+
+    @property
+    def summary(self) -> dict:
+        return summarize(self.diagnoses)
+
+    def to_json(self) -> dict:
+        return {
+            "source": self.read.source,
+            "read": {"records": self.read.read, "skipped": list(self.read.skipped)},
+            "runs": [d.to_json() for d in self.diagnoses],
+            "summary": self.summary,
+        }
+
+    def find(self, ref: str) -> Diagnosis:
+        """The run whose id is ``ref`` or starts with it; a clear error when none or several."""
+        exact = [d for d in self.diagnoses if d.run.run_id == ref]
+        hits = exact or [d for d in self.diagnoses if d.run.run_id.startswith(ref)]
+        if not ref or not hits:
+            raise ReportError(f"no run {ref!r} in {self.read.source} ({len(self.diagnoses)} runs)")
+        if len(hits) > 1:
+            ids = ", ".join(d.run.run_id for d in hits[:8]) + (" …" if len(hits) > 8 else "")
+            raise ReportError(f"run {ref!r} is ambiguous: {len(hits)} runs start with it ({ids})")
+        return hits[0]
+
+
+def service_of(rec: dict) -> str | None:
+    """A record's service; for a capture made without our addons (plain ``mitmdump -w``), the
+    first segment of its path, as for a HAR (``/b/`` → ``b``). The gateway's own answers
+    (unknown path) stay outside every run."""
+    if rec.get("service") is not None or rec.get("origin") == "gateway":
+        return rec.get("service")
+    path = str(rec.get("path") or "").split("?", 1)[0]
+    return path.strip("/").split("/")[0] or None
+
+
+def _counted(records: Iterable[dict], progress: Progress | None) -> Iterator[dict]:
+    task = progress.add_task("reading", total=None, n=0) if progress else None
+    for n, rec in enumerate(records, 1):
+        if progress is not None and n % 500 == 0:
+            progress.update(task, n=n)
+        if isinstance(rec, dict) and rec.get("service") is None:
+            rec = {**rec, "service": service_of(rec)}
+        yield rec
+
+
+def build(path: str | Path, lineage: Lineage | None = None, progress: bool = False) -> Report:
+    """Read a dump, rebuild its runs and diagnose each one. ``progress``: a spinner with the
+    record count on stderr (the caller decides: only on a tty)."""
+    lin = lineage or PingPongLineage()
+    read = ReadReport()
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description} {task.fields[n]} records"),
+                   TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                   disable=not progress)
+    with bar:
+        runs = reconstruct(_counted(read_records(path, read), bar if progress else None), lin)
+    return Report([diagnose(r, lin) for r in runs], read)
+
+
+def render(report: Report, fmt: str, run: str | None = None) -> str:
+    """The report as text in ``fmt`` (text: rich output captured without colour)."""
+    if fmt == "json":
+        data = report.find(run).to_json() if run else report.to_json()
+        return json.dumps(data, ensure_ascii=False, default=str) + "\n"
+    if fmt == "html":
+        from proxy_addons.report_html import html_report
+
+        return html_report(report, run=report.find(run) if run else None)
+    from proxy_addons.report_text import print_report, print_run
+
+    console = Console(record=True, width=160, file=_Null(), color_system=None)
+    if run:
+        print_run(console, report.find(run), report.read)
+    else:
+        print_report(console, report)
+    return console.export_text()
+
+
+class _Null:
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """CLI glue: build, then print to the terminal (text) or write JSON/HTML to stdout or -o."""
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        report = build(args.path, LINEAGES[args.lineage](), progress=sys.stderr.isatty())
+        if args.format == "text" and args.output is None:
+            from proxy_addons.report_text import print_report, print_run
+
+            out = Console(soft_wrap=False)
+            if args.run:
+                print_run(out, report.find(args.run), report.read)
+            else:
+                print_report(out, report)
+            return 0
+        text = render(report, args.format, args.run)
+    except (ReportError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        err.print(f"[bold red]hoptrace report:[/] {exc}", highlight=False, markup=True)
+        return 2
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+        err.print(f"wrote {args.output} ({len(report.diagnoses)} runs)", highlight=False)
+    if report.read.skipped and args.format != "text":
+        err.print(f"[yellow]warning:[/] skipped {len(report.read.skipped)} unreadable part(s) of "
+                  f"{report.read.source}; see \"read\".\"skipped\"", highlight=False)
+    return 0
+
+
+def add_parser(sub) -> None:
+    """The ``report`` subcommand (cli.py calls this)."""
+    r = sub.add_parser("report", help="diagnose every run of a dump: table, one run, JSON or HTML")
+    r.add_argument("path", type=Path, help="a session folder, flows.jsonl, .mitm or .har")
+    r.add_argument("--run", default=None, metavar="R", help="one run's timeline (id or unique prefix)")
+    r.add_argument("--format", choices=FORMATS, default="text", help="text (default), json or html")
+    r.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
+    r.add_argument("--lineage", choices=sorted(LINEAGES), default="pingpong",
+                   help="how a service's output follows its input (any = nesting and timing only)")
+    r.set_defaults(func=cmd_report)
