@@ -26,6 +26,7 @@ from proxy_addons import stack as stk
 from proxy_addons.dumpio import ReadReport, read_records
 from proxy_addons.kick import SEED_KICK, KickResult
 
+CLIENT_GONE = "Client disconnected."  # mitmproxy's error when the caller hangs up mid-exchange
 KICK_HEADER = "x-hoptrace-load"  # the kick's number, so a dump can be matched to what the client saw
 
 
@@ -86,6 +87,7 @@ class Books:
     statuses: dict[int, int] = field(default_factory=dict)
     fivexx: list[str] = field(default_factory=list)  # "origin status service: message"
     reconnects: int = 0  # requests the gateway gave a fresh upstream connection (upstream.py)
+    abandoned: int = 0  # hops whose caller hung up first (its timeout): no 5xx reached anyone
     reloads: int = 0  # times mitmproxy reloaded the addon script mid-run (its file was edited)
 
     @property
@@ -104,6 +106,8 @@ class Books:
             out.append(f"{self.kicks - self.answered} kicks got no answer")
         if self.fivexx:
             out.append(f"{len(self.fivexx)} 5xx nobody injected: {self.fivexx[:3]}")
+        if self.abandoned:
+            out.append(f"{self.abandoned} hops abandoned by their caller (a timeout: overloaded?)")
         if self.reloads:
             out.append(f"the gateway reloaded its addon script {self.reloads}x mid-run: measure again")
         return out
@@ -116,7 +120,7 @@ class Books:
             f"hops      served {self.hops_served} ({self.served_source}: {self.served}) · "
             f"flows.jsonl {self.jsonl} · flows.mitm {self.mitm}",
             f"statuses  {dict(sorted(self.statuses.items()))} · 5xx {len(self.fivexx)} · "
-            f"fresh upstream connections {self.reconnects}",
+            f"abandoned {self.abandoned} · fresh upstream connections {self.reconnects}",
         ]
         problems = self.problems()
         lines.append("verdict   " + ("OK: zero loss, no unexplained 5xx" if not problems else "; ".join(problems)))
@@ -150,8 +154,10 @@ def count(session: Path, books: Books) -> Books:
         statuses[rec["status"]] += 1
         if rec.get("upstream_reconnect"):
             books.reconnects += 1
-        if (rec["status"] or 0) >= 500:
-            msg = (rec.get("error") or {}).get("message") or (rec.get("response") or {}).get("reason")
+        msg = (rec.get("error") or {}).get("message") or (rec.get("response") or {}).get("reason")
+        if rec.get("error") and msg == CLIENT_GONE:  # recorded as 502, but nobody received it
+            books.abandoned += 1
+        elif (rec["status"] or 0) >= 500:
             books.fivexx.append(f"{rec.get('origin')} {rec['status']} {rec.get('service')}: {msg}")
     mitm_ids = {rec["flow_id"] for rec in read_records(session / "flows.mitm", mr)}
     books.jsonl, books.mitm = len(jsonl_ids), len(mitm_ids)

@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--keep-alive", type=float, default=1.0, help="services' uvicorn --timeout-keep-alive")
     p.add_argument("--idle-ms", type=int, default=500, help=f"gateway hoptrace_upstream_idle_ms ({BARE_MS}: bare)")
-    p.add_argument("--runs", type=int, default=2000, help="nested runs (FAIL_RATE 0.05, MAX_HOPS 40)")
-    p.add_argument("--concurrency", type=int, default=30)
+    p.add_argument("--runs", type=int, default=2000, help="nested runs (FAIL_RATE 0.05, MAX_HOPS 20)")
+    p.add_argument("--concurrency", type=int, default=20)
     p.add_argument("--clients", type=int, default=50, help="sweep: keep-alive clients")
     p.add_argument("--requests", type=int, default=15, help="sweep: kicks per client")
     p.add_argument("--time-limit", type=float, default=300)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hoptrace-race-"))
     started: list[stk.Proc] = []
     try:
-        st = start_idle_stack(workdir, a.keep_alive, a.idle_ms, started, fail_rate=0.05, max_hops=40)
+        st = start_idle_stack(workdir, a.keep_alive, a.idle_ms, started, fail_rate=0.05, max_hops=20)
         t0 = time.monotonic()
         kicks = asyncio.run(load.drive(st.url + "/a/", a.runs, a.concurrency, a.time_limit))
         nested = gateway_5xx(st.session)
