@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     from proxy_addons.report import add_parser as add_report_parser
 
     add_report_parser(sub)
+    from proxy_addons.replay import add_parser as add_replay_parser
+
+    add_replay_parser(sub)
     return p
 
 
