@@ -135,10 +135,13 @@ class AnyLineage(Lineage):
 
 
 def _payload(value: Any) -> dict | None:
-    """The payload with the schema's defaults filled in, or None when it is not one."""
+    """The payload with the schema's defaults filled in, or None when it is not one. Its
+    ``sequence`` (services/payload.py: each service records itself there) is left out: it says
+    nothing the digits do not, and a service may have it turned off."""
     if not isinstance(value, dict):
         return None
     out = {**DEFAULTS, **value}
+    out.pop("sequence", None)
     digits = out["digits"]
     if not isinstance(digits, list) or not all(type(d) is int for d in digits):
         return None

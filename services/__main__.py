@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 import uvicorn
 
+from services.logs import configure_logging
 from services.settings import load_settings
 
 
@@ -15,13 +15,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("service", choices=["a", "b"])
     args = parser.parse_args(argv)
     settings = load_settings(args.service)  # exits with a clear message on bad settings
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {args.service.upper()} %(message)s")
+    configure_logging(args.service, settings.log_level, settings.log_format)
     uvicorn.run(
         f"services.{args.service}:make_app",
         factory=True,
         host=settings.host,
         port=settings.port,
-        log_level="warning",
+        log_config=None,  # keep ours: uvicorn's own and access lines in the services' shape
+        log_level=settings.log_level.lower(),
     )
 
 

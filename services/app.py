@@ -8,21 +8,24 @@ kick's answer says how the run ended while the 4xx stays on the hop that rejecte
 from __future__ import annotations
 
 import json
-import logging
 import random
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from opentelemetry.sdk.trace import TracerProvider
 
-from services.limits import install_limits
-from services.payload import Payload, hop_of, iteration_of
+from services import tracing
+from services.devview import HopRecord, install_history
+from services.history import History
+from services.limits import echoable, install_limits, unprocessable
+from services.payload import Payload, hop_of, iteration_of, with_sequence
 from services.settings import Settings
 
 Process = Callable[[Payload, random.Random], Payload]
-log = logging.getLogger("services")
 
 
 def rng_for(settings: Settings, payload: Payload) -> random.Random:
@@ -30,7 +33,8 @@ def rng_for(settings: Settings, payload: Payload) -> random.Random:
     give the same runs, whatever the interleaving. Without SEED, fresh randomness."""
     if settings.seed is None:
         return random.Random()
-    canonical = json.dumps(payload.dump(), sort_keys=True, separators=(",", ":"))
+    plain = {k: v for k, v in payload.dump().items() if k != "sequence"}  # same runs, on or off
+    canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"))
     return random.Random(f"{settings.seed}|{settings.service_name}|{canonical}")
 
 
@@ -48,9 +52,20 @@ def rejected_outcome(partner: str, status: int, body: object, sent: dict, hop: i
     }
 
 
-def create_app(settings: Settings, process: Process) -> FastAPI:
+def run_outcome_of(content: bytes) -> str | None:
+    """The run outcome a passed-up answer tells (``rejected``, ``max_hops``, …), if any."""
+    try:
+        body = json.loads(content)
+    except ValueError:
+        return None
+    return body.get("outcome") if isinstance(body, dict) else None
+
+
+def create_app(settings: Settings, process: Process, tracer_provider: TracerProvider | None = None) -> FastAPI:
     name = settings.service_name
     partner = "b" if name == "a" else "a"
+    provider = tracer_provider or tracing.make_tracer_provider(name)
+    history = History(settings.history_path, settings.history_max, name)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -60,12 +75,25 @@ def create_app(settings: Settings, process: Process) -> FastAPI:
         async with httpx.AsyncClient(
             timeout=settings.partner_timeout, limits=limits, trust_env=False
         ) as client:
+            tracing.instrument_client(client, provider)
             app.state.client = client
             yield
+        history.close()
+        if tracer_provider is None:
+            provider.shutdown()  # flushes spans to the collector, if one is configured
 
     app = FastAPI(title=f"hoptrace service {name.upper()}", lifespan=lifespan)
     app.state.served = 0
     install_limits(app, settings.max_body_bytes)
+    tracing.instrument_app(app, provider)
+    install_history(app, history)
+
+    @app.exception_handler(RequestValidationError)
+    async def refused(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path == f"/{name}/":  # the schema refused a payload: the run ends here
+            HopRecord(history, settings, None, None, echoable(exc.body)).rejected(
+                422, "schema validation", echoable(exc.body))
+        return await unprocessable(request, exc)
 
     @app.get("/health")
     async def health() -> dict:
@@ -76,9 +104,10 @@ def create_app(settings: Settings, process: Process) -> FastAPI:
         app.state.served += 1
         received = payload.dump()
         hop, iteration = hop_of(name, payload), iteration_of(name, payload)
+        rec = HopRecord(history, settings, hop, iteration, received)
         rng = rng_for(settings, payload)
         if rng.random() < settings.fail_rate:
-            log.info("%s rejected hop %d (iteration %d): %s", name, hop, iteration, received)
+            rec.rejected(400, "negative validation", received)
             return JSONResponse(
                 status_code=400,
                 content={
@@ -91,7 +120,11 @@ def create_app(settings: Settings, process: Process) -> FastAPI:
                 },
             )
         out = process(payload, rng).dump()
+        if settings.sequence:
+            out = with_sequence(out, name, iteration)
+        rec.processed(out)
         if hop >= settings.max_hops:
+            rec.answered("max_hops", 200, out, run_outcome="max_hops")
             return JSONResponse(
                 {
                     "outcome": "max_hops",
@@ -103,20 +136,23 @@ def create_app(settings: Settings, process: Process) -> FastAPI:
                     "payload": out,
                 }
             )
-        return await forward(app.state.client, out, hop)
+        return await forward(app.state.client, out, hop, rec)
 
-    async def forward(client: httpx.AsyncClient, out: dict, hop: int) -> Response:
+    async def forward(client: httpx.AsyncClient, out: dict, hop: int, rec: HopRecord) -> Response:
         url = settings.partner_url
+        rec.forwarded(partner, url, out)
         try:
             resp = await client.post(url, json=out)
         except httpx.TimeoutException:
             detail = f"{name}: partner {partner} at {url} did not answer within {settings.partner_timeout:g} s"
+            rec.partner_failed("partner_timeout", 504, detail, out)
             return JSONResponse(
                 status_code=504,
                 content={"outcome": "partner_timeout", "service": name, "detail": detail, "payload": out},
             )
         except httpx.HTTPError as exc:
             detail = f"{name}: partner {partner} at {url} unreachable: {type(exc).__name__}: {exc}"
+            rec.partner_failed("partner_unreachable", 502, detail, out)
             return JSONResponse(
                 status_code=502,
                 content={"outcome": "partner_unreachable", "service": name, "detail": detail, "payload": out},
@@ -124,11 +160,17 @@ def create_app(settings: Settings, process: Process) -> FastAPI:
         if resp.is_success or resp.status_code >= 500:
             # The run's outcome (or a partner error) is passed up unchanged.
             ctype = resp.headers.get("content-type", "application/json")
+            told = run_outcome_of(resp.content)
+            # a 5xx that is not a deeper hop's outcome passed up: the partner (or the gateway) failed
+            result = "partner_error" if resp.status_code >= 500 and told is None else "forwarded"
+            rec.answered(result, resp.status_code, out, run_outcome=told, partner_status=resp.status_code)
             return Response(resp.content, status_code=resp.status_code, media_type=ctype)
         try:
             body = resp.json()
         except ValueError:
             body = resp.text
-        return JSONResponse(rejected_outcome(partner, resp.status_code, body, out, hop))
+        outcome = rejected_outcome(partner, resp.status_code, body, out, hop)
+        rec.answered("forwarded", 200, out, run_outcome="rejected", partner_status=resp.status_code)
+        return JSONResponse(outcome)
 
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 SAFE_INT = 2**53
 MAX_DEPTH = 64
 JsonInt = Annotated[int, Field(ge=-SAFE_INT, le=SAFE_INT)]
+Iteration = Annotated[int, Field(ge=1, le=SAFE_INT)]
 
 
 class Payload(BaseModel):
@@ -25,6 +26,8 @@ class Payload(BaseModel):
     avg: float | None = None
     max: JsonInt | None = None
     min: JsonInt | None = None
+    # {iteration: the last service that processed the payload in it}; see with_sequence
+    sequence: dict[Iteration, Literal["a", "b"]] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -35,8 +38,10 @@ class Payload(BaseModel):
         return data
 
     def dump(self) -> dict:
-        """The payload as plain JSON data, unknown fields included, in their original order."""
-        return self.model_dump(mode="json")
+        """The payload as plain JSON data, unknown fields included, in their original order;
+        ``sequence`` only when the payload came with one (a kick without it stays as it was)."""
+        unset = "sequence" not in self.model_fields_set
+        return self.model_dump(mode="json", exclude={"sequence"} if unset else None)
 
 
 def json_problem(value: object, max_depth: int = MAX_DEPTH) -> str | None:
@@ -72,3 +77,13 @@ def hop_of(service: str, payload: Payload) -> int:
 def iteration_of(service: str, payload: Payload) -> int:
     """One iteration = one A step and the B step after it; iteration I starts at hop 2I-1."""
     return (hop_of(service, payload) + 1) // 2
+
+
+def with_sequence(out: dict, service: str, iteration: int) -> dict:
+    """``out`` (a dumped payload ``service`` produced in ``iteration``) with the service recorded
+    in its ``sequence``: ``sequence[iteration] = service``, keys in iteration order. A writes
+    ``{"1": "a"}``, B then overwrites it with ``{"1": "b"}``; so every completed iteration reads
+    ``"b"`` and only the newest may read ``"a"`` (docs/dev-guide.md)."""
+    seq = {int(k): v for k, v in (out.get("sequence") or {}).items()}
+    seq[iteration] = service
+    return {**out, "sequence": {str(k): seq[k] for k in sorted(seq)}}

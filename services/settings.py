@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS = {"a": 8001, "b": 8002}
@@ -14,7 +14,9 @@ DEFAULT_PARTNER = {"a": "http://127.0.0.1:8000/b/", "b": "http://127.0.0.1:8000/
 
 class Settings(BaseSettings):
     """Environment variables (case-insensitive): SERVICE_NAME, PORT, HOST, PARTNER_URL,
-    FAIL_RATE, SEED, MAX_HOPS, PARTNER_TIMEOUT, MAX_BODY_BYTES."""
+    FAIL_RATE, SEED, MAX_HOPS, PARTNER_TIMEOUT, MAX_BODY_BYTES; the developer view (docs/dev-guide.md):
+    LOG_LEVEL, LOG_FORMAT, LOG_PAYLOAD, SEQUENCE, HISTORY_PATH, HISTORY_MAX. Tracing export is
+    OpenTelemetry's own OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT)."""
 
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
@@ -27,6 +29,20 @@ class Settings(BaseSettings):
     max_hops: int = Field(100, ge=1, le=10_000)
     partner_timeout: float = Field(30.0, gt=0.0, le=3600.0)
     max_body_bytes: int = Field(1_000_000, ge=1_000)
+    # developer view: logs, the payload's `sequence`, the run history
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"  # auto: console on a terminal, else JSON
+    log_payload: Literal["full", "size"] = "full"
+    sequence: bool = True
+    history_path: str = ":memory:"
+    history_max: int = Field(10_000, ge=1, le=10_000_000)
+
+    @field_validator("log_level", "log_format", "log_payload", mode="before")
+    @classmethod
+    def _any_case(cls, v, info):
+        if not isinstance(v, str):
+            return v
+        return v.upper() if info.field_name == "log_level" else v.lower()
 
     @model_validator(mode="after")
     def _defaults_and_urls(self) -> Settings:
