@@ -57,6 +57,10 @@ def test_each_hop_is_a_child_of_the_hop_that_sent_it(servers):
     r = httpx.post(f"http://127.0.0.1:{pa}/a/", json=KICK, timeout=30)
     assert r.json()["outcome"] == "max_hops" and r.json()["hops"] == 5
 
+    deadline = time.monotonic() + 10  # a server span ends just after its answer is sent
+    while sum(s.kind == SpanKind.SERVER for s in exporter.get_finished_spans()) < 5:
+        assert time.monotonic() < deadline, "hop 1's span never ended"
+        time.sleep(0.01)
     spans = exporter.get_finished_spans()
     by_id = {s.context.span_id: s for s in spans}
     server = sorted((s for s in spans if s.kind == SpanKind.SERVER), key=lambda s: s.attributes["hoptrace.hop"])
