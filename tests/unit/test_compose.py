@@ -52,3 +52,17 @@ def test_service_ports_match_their_settings():
         env = SERVICES[name]["environment"]
         assert env["PORT"] == port and env["SERVICE_NAME"] == name
         assert port in SERVICES[name]["expose"]
+
+
+def test_optional_jaeger_profile_receives_otlp_and_shows_its_ui_on_loopback():
+    jaeger = SERVICES["jaeger"]
+    assert {"tracing", "jaeger"} <= set(jaeger["profiles"])  # not started by a plain `up`
+    assert jaeger["image"].startswith("jaegertracing/all-in-one:")
+    assert str(jaeger["environment"]["COLLECTOR_OTLP_ENABLED"]).lower() == "true"
+    assert "4318" in [str(p) for p in jaeger["expose"]]
+    assert jaeger["ports"] == ["127.0.0.1:16686:16686"]
+    for name in ("a", "b"):  # export only when the standard variable is set (empty: none)
+        assert not SERVICES[name].get("profiles")
+        assert SERVICES[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
+    header = (ROOT / "docker-compose.yml").read_text().split("services:")[0]
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in header and "--profile tracing" in header
