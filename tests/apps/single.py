@@ -21,7 +21,7 @@ GATEWAY = os.environ.get("GATEWAY_URL", "http://localhost:8000")
 FAIL_RATE = float(os.environ.get("FAIL_RATE", "0.3"))
 MAX_DIGITS = int(os.environ.get("MAX_DIGITS", "30"))
 SERVED = {"a": 0, "b": 0}
-LOG: list[dict] = []  # ground truth for tests: what this app received, in order
+LOG: list[dict] = []  # ground truth for tests: what this app received, in order, and its answer status
 
 
 async def step(request: Request, me: str, partner: str) -> Response:
@@ -32,8 +32,10 @@ async def step(request: Request, me: str, partner: str) -> Response:
         assert isinstance(digits, list)
     except Exception:
         return JSONResponse({"error": "bad payload"}, status_code=422)
-    LOG.append({"service": me, "payload": data})
+    entry = {"service": me, "payload": data, "status": None}
+    LOG.append(entry)
     if random.random() < FAIL_RATE:
+        entry["status"] = 400
         return JSONResponse({"error": f"{me} says no", "payload": data}, status_code=400)
     if me == "a":
         data = {**data, "digits": digits + [random.randint(0, 100)]}
@@ -41,9 +43,13 @@ async def step(request: Request, me: str, partner: str) -> Response:
         data = {**data, "avg": sum(digits) / len(digits) if digits else None,
                 "max": max(digits, default=None), "min": min(digits, default=None)}
     if len(data.get("digits", [])) >= MAX_DIGITS and me == "b":
+        entry["status"] = 200
         return JSONResponse({"done": data})
-    async with httpx.AsyncClient(timeout=60, trust_env=False) as client:  # naive: one per call
+    # naive: one client (one connection) per call; verify=False only spares building a TLS
+    # context per call (the gateway is plain http)
+    async with httpx.AsyncClient(timeout=60, trust_env=False, verify=False) as client:
         resp = await client.post(f"{GATEWAY}/{partner}/", json=data)
+    entry["status"] = 200
     if resp.status_code >= 400:
         return JSONResponse({"stopped": resp.json() if resp.content else None, "status": resp.status_code})
     return Response(resp.content, media_type="application/json")
