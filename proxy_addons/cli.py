@@ -62,6 +62,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     password = os.environ.get("HOPTRACE_WEB_PASSWORD") or secrets.token_urlsafe(12)
     log_dir = session / "logs"
     settings = {"fail_rate": args.fail_rate, "seed": args.seed, "max_hops": args.max_hops}
+    from proxy_addons.stats import write_services
+
+    write_services(session, settings)  # for `hoptrace report --stats`
     console.print("starting A, B and the gateway …")
     try:
         st = stack.start_stack(gateway_port=args.port, a_port=args.a_port, b_port=args.b_port,

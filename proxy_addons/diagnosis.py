@@ -69,7 +69,8 @@ def _hop_json(h: Hop, change: dict | None) -> dict:
     }
 
 
-def _rejected(h: Hop) -> bool:
+def rejected(h: Hop) -> bool:
+    """A service refused this hop: a 4xx it answered itself, or one the gateway injected."""
     ex = h.exchange
     upstream = ex.origin == "upstream" or (ex.origin is None and ex.error is None)
     upstream = upstream or ex.injected is not None  # an injected 4xx stands for a rejection
@@ -149,7 +150,7 @@ def hop_changes(run: Run, lin: Lineage) -> list[dict | None]:
 def diagnose(run: Run, lineage: Lineage | None = None) -> Diagnosis:
     """Outcome, break and per-hop changes of one run (see the module doc for the rules)."""
     lin = lineage or PingPongLineage()
-    reject = next((h for h in run.hops if _rejected(h)), None)
+    reject = next((h for h in run.hops if rejected(h)), None)
     reject_brk = _brk(run, reject, reject.exchange.status, reject.exchange.response, lin,
                       reason="rejected") if reject else None
     error_brk = _error_break(run, lin)

@@ -35,18 +35,22 @@ class Report:
 
     diagnoses: list[Diagnosis]
     read: ReadReport
+    stats: dict | None = None  # `--stats`: proxy_addons/stats.py
 
     @property
     def summary(self) -> dict:
         return summarize(self.diagnoses)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "source": self.read.source,
             "read": {"records": self.read.read, "skipped": list(self.read.skipped)},
             "runs": [d.to_json() for d in self.diagnoses],
             "summary": self.summary,
         }
+        if self.stats is not None:
+            out["stats"] = self.stats
+        return out
 
     def find(self, ref: str) -> Diagnosis:
         """The run whose id is ``ref`` or starts with it; a clear error when none or several."""
@@ -125,6 +129,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         report = build(args.path, LINEAGES[args.lineage](), progress=sys.stderr.isatty())
+        if args.stats:
+            from proxy_addons.stats import report_stats
+
+            report.stats = report_stats(report.diagnoses, args.path, args.fail_rate)
         if args.format == "text" and args.output is None:
             from proxy_addons.report_text import print_report, print_run
 
@@ -158,4 +166,8 @@ def add_parser(sub) -> None:
     r.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
     r.add_argument("--lineage", choices=sorted(LINEAGES), default="pingpong",
                    help="how a service's output follows its input (any = nesting and timing only)")
+    r.add_argument("--stats", action="store_true",
+                   help="break rate per service and iteration with Wilson intervals, run lengths")
+    r.add_argument("--fail-rate", type=float, default=None, metavar="R",
+                   help="the services' FAIL_RATE to compare with (default: the session's services.json)")
     r.set_defaults(func=cmd_report)

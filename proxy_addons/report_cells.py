@@ -50,15 +50,20 @@ def row(d: Diagnosis) -> dict[str, str]:
     b = d.brk or {}
     dash = lambda v: "-" if v is None else str(v)  # noqa: E731
     return {
-        "run": d.run.run_id + (" (partial)" if d.run.partial else ""),
+        "run": d.run.run_id + (" (partial)" if d.run.partial else "") + _replay(d),
         "hops": str(len(d.run.hops)),
-        "outcome": d.outcome,
+        "outcome": d.outcome + (" (injected)" if b.get("injected") else ""),
         "break hop": dash(b.get("hop")),
         "iteration": dash(b.get("iteration")),
         "service": name(b["service"]) if b.get("service") else "-",
         "status": dash(b.get("status") if b else d.run.kick.exchange.status),
         "state at break": compact(b.get("state"), 80) if b else "-",
     }
+
+
+def _replay(d: Diagnosis) -> str:
+    r = d.run.kick.exchange.replay_of
+    return f" (replay of {r['run']}/{r['hop']})" if r else ""
 
 
 COLUMNS = ("run", "hops", "outcome", "break hop", "iteration", "service", "status", "state at break")

@@ -57,6 +57,10 @@ def html_report(report, run: Diagnosis | None = None) -> str:
         parts.append(f"<p class='warning' id='skipped'>warning: {esc(line)}</p>")
     if run is None:
         parts.append(_summary(report.summary))
+    if run is None and report.stats:
+        from proxy_addons.stats_view import stats_html
+
+        parts.append(stats_html(report.stats))
     parts.append(_runs_table(chosen, {d.run.run_id for d in drawn}))
     if len(broken) > len(drawn):
         parts.append(f"<p class='warning'>diagrams for the first {len(drawn)} of {len(broken)} broken "

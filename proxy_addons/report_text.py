@@ -37,6 +37,10 @@ def print_report(console: Console, report) -> None:
                              no_wrap=c == "state at break", overflow="ellipsis") for c in COLUMNS))
     console.print(table)
     print_summary(console, report.summary)
+    if report.stats:
+        from proxy_addons.stats_view import print_stats
+
+        print_stats(console, report.stats)
 
 
 def print_summary(console: Console, s: dict) -> None:

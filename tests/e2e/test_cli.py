@@ -55,6 +55,8 @@ def test_up_kick_and_clean_stop(procs, tmp_path, web):
     assert len([r for r in recs if r["path"] == "/a/"]) >= 12
     har = json.loads((tmp_path / "dumps" / session.split("/")[-1] / "flows.har").read_text())
     assert len(har["log"]["entries"]) == len(recs)
+    services = json.loads((tmp_path / "dumps" / session.split("/")[-1] / "services.json").read_text())
+    assert services["a"]["fail_rate"] == services["b"]["fail_rate"] == 0.3  # for report --stats
     # nothing left listening
     for port in (gp, ap, bp, wp):
         with pytest.raises(OSError):

@@ -5,6 +5,7 @@ flows.jsonl, runs.jsonl, flows.mitm (comment, marker) and the offline diagnosis.
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import httpx
@@ -13,6 +14,7 @@ from mitmproxy import io
 
 from proxy_addons import stack as stk
 from proxy_addons.annotate import INJECTED_MARK
+from proxy_addons.cli import main
 from proxy_addons.diagnosis import diagnose
 from proxy_addons.dumpio import read_records
 from proxy_addons.faults_rules import rule_rng
@@ -52,7 +54,7 @@ def kicks(url: str, n: int) -> list[httpx.Response]:
                 for _ in range(n)]
 
 
-def test_each_rule_kind_through_the_real_stack_is_injected_and_flagged(start_stack):
+def test_each_rule_kind_through_the_real_stack_is_injected_and_flagged(start_stack, capsys):
     web_port = stk.free_port()
     st = start_stack(fail_rate=0, max_hops=MAX_HOPS, web=True, web_port=web_port, web_password="pw-faults",
                      gateway_sets={"hoptrace_faults": "status=400 service=b hop=4",
@@ -109,6 +111,7 @@ def test_each_rule_kind_through_the_real_stack_is_injected_and_flagged(start_sta
     st.gateway.stop()
 
     check_dumps(st.session, expect)
+    check_report(st.session, expect, capsys)
 
 
 def check_dumps(session, expect) -> None:
@@ -138,3 +141,24 @@ def check_dumps(session, expect) -> None:
             if h["injected"] and h["fault"]["action"] == "delay":
                 assert rec["origin"] == "upstream" and rec["duration_ms"] >= 400
     assert sum("injected" in r for r in recs.values()) == sum(a is not None for _, _, a in expect)
+
+
+def cli_out(capsys, *args: str) -> str:
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    return capsys.readouterr().out
+
+
+def check_report(session, expect, capsys) -> None:
+    """`hoptrace report --stats`: the injected breaks are flagged per hop and per break, and with
+    FAIL_RATE=0 every observed break rate is flagged while the rate without injections is not."""
+    report = json.loads(cli_out(capsys, "report", str(session), "--stats", "--fail-rate", "0", "--format", "json"))
+    runs = sorted(report["runs"], key=lambda r: r["started"])
+    assert [bool(r["break"] and r["break"]["injected"]) for r in runs] == [hop is not None for _, hop, _ in expect]
+    st = report["stats"]
+    assert st["fail_rate_source"] == "--fail-rate" and st["services"]["b"]["flag"] == "above"
+    assert all(v["real"]["breaks"] == 0 and v["real"]["flag"] is None for v in st["services"].values())
+    # the injected rejections (the 500 and the drop are errors, not rejections)
+    assert sum(v["injected"] for v in st["services"].values()) == sum(o == "broken" for o, _, _ in expect)
+    html = cli_out(capsys, "report", str(session), "--stats", "--fail-rate", "0", "--format", "html")
+    assert "id='stats'" in html and html.count("<svg class='stats-chart'") == 2 and "broken (injected)" in html
