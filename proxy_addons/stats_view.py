@@ -15,7 +15,7 @@ def _pct(v: float | None) -> str:
 
 
 def _ci(row: dict) -> str:
-    return f"{row['ci'][0]:.1%} \u2013 {row['ci'][1]:.1%}"
+    return f"{row['ci'][0] * 100:.1f}\u2013{row['ci'][1]:.1%}"
 
 
 def _flag(row: dict) -> str:
@@ -31,16 +31,15 @@ def headline(st: dict) -> str:
 def print_stats(console: Console, st: dict) -> None:
     console.print(Text("break statistics \u00b7 " + headline(st), style="bold"))
     svc = Table(title="break rate per service (a trial: a hop the service decided)", title_justify="left")
-    for col in ("service", "trials", "breaks", "injected", "rate", "interval", "FAIL_RATE", "flag",
-                "rate w/o injected"):
-        svc.add_column(col, justify="left" if col in ("service", "flag") else "right")
+    for col in ("svc", "trials", "breaks", "inj.", "rate", "interval", "expected", "flag", "w/o inj."):
+        svc.add_column(col, justify="left" if col in ("svc", "flag") else "right", no_wrap=True)
     for name, v in st["services"].items():
         svc.add_row(Text(name.upper()), str(v["trials"]), str(v["breaks"]), str(v["injected"]),
                     _pct(v["rate"]), _ci(v), _pct(v["expected"]), Text(_flag(v), style="bold red"),
                     f"{_pct(v['real']['rate'])} {_flag(v['real'])}".strip())
     it = Table(title="break rate per iteration (a trial: a run that reached it)", title_justify="left")
     for col in ("iteration", "runs", "broken", "rate", "interval", "expected", "flag"):
-        it.add_column(col, justify="left" if col == "flag" else "right")
+        it.add_column(col, justify="left" if col == "flag" else "right", no_wrap=True)
     for r in st["iterations"]:
         it.add_row(str(r["iteration"]), str(r["trials"]), str(r["breaks"]), _pct(r["rate"]), _ci(r),
                    _pct(r["expected"]), Text(_flag(r), style="bold red"))
