@@ -31,7 +31,7 @@ def encode_body(
         body["truncated"] = True
     else:
         try:
-            body.update(kind="json", value=json.loads(data))
+            body.update(kind="json", value=strict_json(data))
             return body
         except (ValueError, RecursionError):
             pass
@@ -40,6 +40,36 @@ def encode_body(
     except UnicodeDecodeError:
         body.update(kind="base64", value=base64.b64encode(data).decode("ascii"))
     return body
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def strict_json(data: bytes):
+    """``json.loads`` minus what would not survive being written back as UTF-8 JSON: NaN and
+    Infinity (orjson would write them as null) and lone surrogates (``"\\ud800"``). Such a
+    body is recorded as text, exactly as it came."""
+    value = json.loads(data, parse_constant=_not_json)
+    if b"\\ud" in data or b"\\uD" in data:  # a surrogate escape: check that the pairs were whole
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError
+    return value
+
+
+def utf8_safe(text: str) -> tuple[str, bool]:
+    """``text`` as valid UTF-8, and whether it had to change: bytes that were not UTF-8 (which
+    mitmproxy keeps as surrogate escapes in paths and headers) are written as ``\\xNN``."""
+    if text.isascii():
+        return text, False
+    try:
+        text.encode("utf-8")
+        return text, False
+    except UnicodeEncodeError:
+        pass
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"), True
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8"), True
 
 
 def body_json(body: dict | None):

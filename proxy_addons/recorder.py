@@ -16,7 +16,7 @@ from mitmproxy import ctx, exceptions, http, io
 from mitmproxy.addons.savehar import SaveHar
 from mitmproxy.io import tnetstring
 
-from proxy_addons.bodies import DEFAULT_MAX_BODY, encode_body
+from proxy_addons.bodies import DEFAULT_MAX_BODY, encode_body, utf8_safe
 from proxy_addons import flowmeta
 from proxy_addons.session import new_session_dir, open_session_dir, write_json
 from proxy_addons.sink import Sink, jsonl
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 def message_body(msg: http.Message, max_bytes: int) -> dict:
     ctype = msg.headers.get("content-type")
+    ctype = utf8_safe(ctype)[0] if ctype else ctype
     try:
         return encode_body(msg.get_content(strict=True), ctype, max_bytes=max_bytes)
     except ValueError:
@@ -36,6 +37,34 @@ def message_body(msg: http.Message, max_bytes: int) -> dict:
 
 def headers_list(headers) -> list[list[str]]:
     return [[k, v] for k, v in headers.items(multi=True)]
+
+
+def make_utf8_safe(rec: dict) -> None:
+    """Bytes that are not UTF-8 in the path, method, headers or reason (mitmproxy keeps them as
+    surrogate escapes) are written as ``\\xNN``, and ``notes`` says where: otherwise the line
+    could not be written as UTF-8 JSON at all."""
+    notes = []
+
+    def fix(where: str, text):
+        if not isinstance(text, str):
+            return text
+        safe, changed = utf8_safe(text)
+        if changed:
+            notes.append(f"{where}: not UTF-8, bytes written as \\xNN")
+        return safe
+
+    rec["method"], rec["path"] = fix("method", rec["method"]), fix("path", rec["path"])
+    for side in ("request", "response"):
+        msg = rec.get(side)
+        if msg is None:
+            continue
+        msg["headers"] = [[fix(f"{side} header name", k), fix(f"{side} header {k!r}", v)] for k, v in msg["headers"]]
+        if "reason" in msg:
+            msg["reason"] = fix("reason", msg["reason"])
+    if rec.get("error"):
+        rec["error"]["message"] = fix("error message", rec["error"]["message"])
+    if notes:
+        rec["notes"] = sorted(set(notes))
 
 
 def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
@@ -72,6 +101,7 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
         rec["status"] = 502
         rec["origin"] = "gateway"
         rec["error"] = {"message": flow.error.msg, "status": 502, "undelivered": True}
+    make_utf8_safe(rec)
     rec.update(flow.metadata.get(flowmeta.RECORD, {}))
     return rec
 
