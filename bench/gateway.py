@@ -19,6 +19,7 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.machine import machine, write_json
@@ -41,7 +42,9 @@ def measure_once(setup: Setup, runs: int, concurrency: int, max_hops: int, time_
     wall = time.perf_counter() - t0
     ok = [k for k in kicks if k.status == 200 and isinstance(k.body, dict)
           and k.body.get("outcome") == "max_hops" and k.body.get("hops") == max_hops]
-    return {"runs": len(kicks), "ok": len(ok), "wall_s": wall,
+    failures = Counter(f"{k.ending()} hops={k.body.get('hops') if isinstance(k.body, dict) else None}"
+                       for k in kicks if k not in ok)
+    return {"runs": len(kicks), "ok": len(ok), "wall_s": wall, "failures": dict(failures),
             "hops_per_s": len(ok) * max_hops / wall if wall else 0.0,
             "hop_ms": [k.seconds * 1000 / max_hops for k in ok]}
 
@@ -63,7 +66,7 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
                     rounds.append({"round": r, "mode": m, "concurrency": c, **res})
                     if a.verbose:
                         print(f"round {r} c={c:<2} {m:<13} {res['hops_per_s']:8.0f} hops/s "
-                              f"({res['ok']}/{res['runs']} ok)", flush=True)
+                              f"({res['ok']}/{res['runs']} ok) {res['failures'] or ''}", flush=True)
         recorded = {m: _records(s.session) for m, s in setups.items() if s.session}
     finally:
         for s in setups.values():

@@ -33,9 +33,18 @@ class Setup:
             p.stop()
 
 
+def start_service(name: str, port: int, partner: str, logs: Path, max_hops: int) -> stk.Proc:
+    """A service in uvicorn with a long keep-alive: the pauses while other modes are measured
+    must not let the services close idle connections under a gateway without our FreshUpstream
+    addon (mitmproxy would answer 502 on that race: proxy_addons/upstream.py)."""
+    env = {"PORT": str(port), "HOST": "127.0.0.1", "PARTNER_URL": partner, "FAIL_RATE": "0",
+           "MAX_HOPS": str(max_hops)}
+    return stk.start_uvicorn(f"service-{name}", f"services.{name}:make_app", port, env, logs,
+                             uvicorn_args=["--factory", "--timeout-keep-alive", "600"])
+
+
 def start_mode(mode: str, workdir: Path, max_hops: int) -> Setup:
     """Start one mode's processes; on any failure stop what was started."""
-    settings = {"fail_rate": 0, "max_hops": max_hops}
     ap, bp, gp = stk.free_port(), stk.free_port(), stk.free_port()
     logs = workdir / mode / "logs"
     via = f"http://127.0.0.1:{gp}"
@@ -44,8 +53,8 @@ def start_mode(mode: str, workdir: Path, max_hops: int) -> Setup:
         partner = {"a": f"http://127.0.0.1:{bp}/b/", "b": f"http://127.0.0.1:{ap}/a/"}
     setup = Setup(mode, f"http://127.0.0.1:{ap if mode == 'direct' else gp}/a/")
     try:
-        setup.procs.append(stk.start_service("b", bp, partner["b"], logs, **settings))
-        setup.procs.append(stk.start_service("a", ap, partner["a"], logs, **settings))
+        setup.procs.append(start_service("b", bp, partner["b"], logs, max_hops))
+        setup.procs.append(start_service("a", ap, partner["a"], logs, max_hops))
         if mode == "direct":
             return setup
         routes = {"/a/": f"http://127.0.0.1:{ap}", "/b/": f"http://127.0.0.1:{bp}"}

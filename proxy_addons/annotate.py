@@ -14,7 +14,7 @@ from mitmproxy.hooks import UpdateHook
 from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
 from proxy_addons.lineage import AnyLineage, Lineage, PingPongLineage
-from proxy_addons.recorder import Recorder, cached_record, message_body
+from proxy_addons.recorder import Recorder, cached_record, request_body
 from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
 
 log = logging.getLogger("hoptrace")
@@ -72,7 +72,7 @@ class LiveRuns:
         peer = flow.client_conn.peername
         ex = Exchange(
             flow_id=flow.id, started=req.timestamp_start, service=service, method=req.method,
-            path=req.path, request=_value(message_body(req, ctx.options.hoptrace_max_body)),
+            path=req.path, request=_value(request_body(flow, ctx.options.hoptrace_max_body)),
             headers=tuple(req.headers.items(multi=True)),
             client=f"{peer[0]}:{peer[1]}" if peer else None,
         )

@@ -2,7 +2,8 @@
 
 The recorder only reads the traffic. It writes in its ``response``/``error`` hooks, after the
 other addons have annotated the flow (comment, marker, ``flow.metadata["hoptrace.record"]``), and
-the hook returns only once the record is flushed, so a response the client got is on disk.
+the hook returns only once the record is written to the OS (sink.py), so a response the client
+got is in the dump, even if the gateway is then killed.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from pathlib import Path
 import mitmproxy
 from mitmproxy import ctx, exceptions, http, io
 from mitmproxy.addons.savehar import SaveHar
-from mitmproxy.io import tnetstring
 
 from proxy_addons.bodies import DEFAULT_MAX_BODY, encode_body, utf8_safe
 from proxy_addons import flowmeta
+from proxy_addons.mitmstate import MitmEncoder
 from proxy_addons.session import new_session_dir, open_session_dir, write_json
 from proxy_addons.sink import Sink, jsonl
 
@@ -33,6 +34,19 @@ def message_body(msg: http.Message, max_bytes: int) -> dict:
         enc = msg.headers.get("content-encoding", "?")
         note = f"could not undo content-encoding {enc!r}: raw bytes given"
         return encode_body(msg.raw_content, ctype, note=note, max_bytes=max_bytes)
+
+
+def request_body(flow: http.HTTPFlow, max_bytes: int) -> dict:
+    """The request's BODY, decoded and parsed once per flow: the live diagnosis reads it when the
+    request arrives, the record reuses it (and its parsed value) unless the content was replaced
+    since (e.g. by fault injection). Treat it as read-only."""
+    raw = flow.request.raw_content
+    hit = getattr(flow, "_hoptrace_request_body", None)
+    if hit is not None and hit[0] is raw and hit[1] == max_bytes:
+        return hit[2]
+    body = message_body(flow.request, max_bytes)
+    flow._hoptrace_request_body = (raw, max_bytes, body)  # type: ignore[attr-defined]
+    return body
 
 
 def headers_list(headers) -> list[list[str]]:
@@ -84,7 +98,7 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
         "path": req.path,
         "service": flow.metadata.get(flowmeta.SERVICE),
         "upstream": flow.metadata.get(flowmeta.UPSTREAM),
-        "request": {"headers": headers_list(req.headers), "body": message_body(req, max_body)},
+        "request": {"headers": headers_list(req.headers), "body": request_body(flow, max_body)},
         "status": resp.status_code if resp else None,
         "response": None,
         "error": None,
@@ -116,10 +130,6 @@ def cached_record(flow: http.HTTPFlow) -> dict:
     else:
         rec.update(flow.metadata.get(flowmeta.RECORD, {}))
     return rec
-
-
-def mitm_bytes(state: dict) -> bytes:
-    return tnetstring.dumps(state)
 
 
 class Recorder:
@@ -165,17 +175,19 @@ class Recorder:
             "routes": getattr(ctx.options, "routes", ""),
             "mode": list(ctx.options.mode),
         })
-        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": mitm_bytes, "runs.jsonl": jsonl})
+        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": MitmEncoder(), "runs.jsonl": jsonl})
         log.info("hoptrace: recording into %s", self.session)
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        await self.record(flow)
+        self.write(flow)
 
     async def error(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:  # otherwise the response hook already recorded it
-            await self.record(flow)
+            self.write(flow)
 
-    async def record(self, flow: http.HTTPFlow) -> None:
+    def write(self, flow: http.HTTPFlow) -> None:
+        """Write the flow's record (and, unless held, its .mitm entry) before returning: the hook
+        that calls this releases the response only afterwards."""
         if flow.metadata.get(flowmeta.RECORDED):
             return
         if self.sink is None:
@@ -184,8 +196,8 @@ class Recorder:
         try:
             parts: dict = {"flows.jsonl": cached_record(flow)}
             if flow.id not in self.held:
-                parts["flows.mitm"] = flow.get_state()
-            await self.sink.write(parts)
+                parts["flows.mitm"] = flow
+            self.sink.write(parts)
         except Exception:
             log.exception("hoptrace: flow %s could not be recorded", flow.id)
 
@@ -201,13 +213,13 @@ class Recorder:
         for flow in flows:
             # not recorded yet (its own hook is still to come): record() writes it then
             if self.held.pop(flow.id, None) is not None and flow.metadata.get(flowmeta.RECORDED):
-                self.sink.write_nowait({"flows.mitm": flow.get_state()})
+                self.sink.defer({"flows.mitm": flow})
 
     def write_run(self, run: dict) -> None:
-        """Append one finished run to runs.jsonl (not awaited: no client waits on it)."""
+        """Append one finished run to runs.jsonl (deferred: no client waits on it)."""
         if self.sink is None:
             self.open()
-        self.sink.write_nowait({"runs.jsonl": run})
+        self.sink.defer({"runs.jsonl": run})
 
     def close(self) -> None:
         if self.sink is not None:

@@ -57,7 +57,8 @@ class RunTracker(Twins):
         self.nodes[ex.flow_id] = node
         if ex.service:
             self.services.add(ex.service)
-        parent = self._by_headers(ex)
+        node.hkeys = self._header_keys(ex)
+        parent = self._by_headers(node)
         if parent is not None:
             node.evidence = "header"
             attach(self.index, parent, node)
@@ -67,7 +68,7 @@ class RunTracker(Twins):
             node.out = node.as_hop()
             node.kick.run.hops.append(node.out)
         self.index.refresh(node)
-        for hkey in self._header_keys(ex):
+        for hkey in node.hkeys:
             self.by_header.setdefault(hkey, {})[ex.flow_id] = node
         return self.assignment(ex.flow_id)
 
@@ -94,9 +95,10 @@ class RunTracker(Twins):
         c = n.child
         return n.open and (c is None or (not self.lineage.single_forward and not c.open))
 
-    def _by_headers(self, ex: Exchange) -> Node | None:
-        """Trace headers are exact: the innermost open hop of that trace that may send ``ex``."""
-        for hkey in self._header_keys(ex):
+    def _by_headers(self, node: Node) -> Node | None:
+        """Trace headers are exact: the innermost open hop of that trace that may send it."""
+        ex = node.ex
+        for hkey in node.hkeys:
             for n in reversed(self.by_header.get(hkey, {}).values()):
                 if self._free(n) and self._may_send(n.ex.service, ex.service):
                     return n
@@ -138,7 +140,7 @@ class RunTracker(Twins):
             node.out.exchange = ex
             self.nodes.pop(ex.flow_id, None)
         self.index.refresh(node)
-        for hkey in self._header_keys(ex):
+        for hkey in node.hkeys:
             self.by_header.get(hkey, {}).pop(ex.flow_id, None)
             if not self.by_header.get(hkey, True):
                 del self.by_header[hkey]

@@ -17,7 +17,7 @@ class Node:
 
     __slots__ = (
         "ex", "key", "parent", "children", "kick", "hop", "evidence", "iteration",
-        "ambiguous", "group", "slot", "partial", "out", "run",
+        "ambiguous", "group", "slot", "partial", "out", "run", "hkeys",
     )
 
     def __init__(self, ex: Exchange, key: Hashable | None, iteration: int | None) -> None:
@@ -35,6 +35,7 @@ class Node:
         self.partial = False
         self.out: Hop | None = None  # the Hop handed out in a finished Run, updated if it ends late
         self.run: Run | None = None  # on a kick: its Run once reported (late hops join it)
+        self.hkeys: list[tuple[str, str]] = []  # its trace-header keys, read once at start
 
     @property
     def fid(self) -> str:

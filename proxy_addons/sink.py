@@ -1,9 +1,12 @@
-"""A group-committing writer thread for the session files.
+"""The session files, written straight from the proxy's event loop.
 
-The proxy's event loop never touches the disk: a hook hands over a record and awaits a future
-that resolves once the record is written and flushed to the OS. So "answered means recorded"
-holds (the response is released only after its record is in the OS' page cache, which survives a
-``kill -9`` of the gateway), while many concurrent hooks share one write+flush per batch.
+``write`` encodes a record and hands it to the OS with one ``os.write`` per file before it
+returns, so a hook that calls it releases its response only once the record is in the OS' page
+cache, which survives a ``kill -9`` of the gateway ("answered means recorded"). A write of a few
+KiB into the page cache takes microseconds; a writer thread cost more (two thread wake-ups and a
+GIL hand-off per record, measured in docs/performance.md), and no ``fsync`` is ever done on the
+loop. ``defer`` is for what no client waits on (a finished run's line, the flows of a run that
+just ended): it is encoded and written on the next loop iteration, after the response has left.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import asyncio
 import json
 import logging
 import os
-import queue
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,79 +24,65 @@ log = logging.getLogger(__name__)
 Encoder = Callable[[object], bytes]
 
 
-def open_private(path: Path, mode: str = "ab"):
+def open_private(path: Path) -> int:
     """Open for append, creating the file 0600 (dumps may hold payloads and headers)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    return os.fdopen(fd, mode)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
 class Sink:
-    """Files fed by one thread. ``encoders`` maps file name → function(item part) → bytes."""
+    """Append-only files. ``encoders`` maps file name → function(item part) → bytes."""
 
     def __init__(self, folder: Path, encoders: dict[str, Encoder]) -> None:
-        self.files = {name: open_private(folder / name) for name in encoders}
+        self.fds = {name: open_private(folder / name) for name in encoders}
         self.encoders = encoders
-        self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.later: list[dict[str, object]] = []
         self.written = 0
         self.failed = 0
-        self.thread = threading.Thread(target=self._run, name="hoptrace-sink", daemon=True)
-        self.thread.start()
 
-    async def write(self, parts: dict[str, object]) -> None:
-        """Queue one item (file name → object to encode) and wait until it is flushed."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self.q.put((parts, loop, fut))
-        await fut
+    def write(self, parts: dict[str, object]) -> None:
+        """Encode and write one item (file name → object) now; raises when it could not be."""
+        try:
+            for name, obj in parts.items():
+                _write_all(self.fds[name], self.encoders[name](obj))
+            self.written += 1
+        except Exception as exc:  # disk full, closed file …: say so loudly, never silently
+            self.failed += 1
+            log.error("hoptrace: a record could not be written: %s", exc)
+            raise
 
-    def write_nowait(self, parts: dict[str, object]) -> None:
-        self.q.put((parts, None, None))
+    def defer(self, parts: dict[str, object]) -> None:
+        """Write on the next loop iteration (now when no loop runs, e.g. at shutdown)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_quietly(parts)
+            return
+        if not self.later:
+            loop.call_soon(self.drain)
+        self.later.append(parts)
+
+    def drain(self) -> None:
+        later, self.later = self.later, []
+        for parts in later:
+            self._write_quietly(parts)
+
+    def _write_quietly(self, parts: dict[str, object]) -> None:
+        try:
+            self.write(parts)
+        except Exception:
+            pass  # already logged; nobody awaits this one
 
     def close(self) -> None:
-        self.q.put(None)
-        self.thread.join(timeout=30)
-        for f in self.files.values():
-            f.close()
-
-    def _run(self) -> None:
-        while True:
-            batch = [self.q.get()]
-            while True:
-                try:
-                    batch.append(self.q.get_nowait())
-                except queue.Empty:
-                    break
-            stop = None in batch
-            items = [b for b in batch if b is not None]
-            error = self._write(items)
-            for _, loop, fut in items:
-                if fut is not None:
-                    loop.call_soon_threadsafe(_settle, fut, error)
-            if stop:
-                return
-
-    def _write(self, items) -> Exception | None:
-        try:
-            for parts, _, _ in items:
-                for name, obj in parts.items():
-                    self.files[name].write(self.encoders[name](obj))
-            for f in self.files.values():
-                f.flush()
-            self.written += len(items)
-            return None
-        except Exception as exc:  # disk full, closed file …: say so loudly, never silently
-            self.failed += len(items)
-            log.error("hoptrace: %d record(s) could not be written: %s", len(items), exc)
-            return exc
+        self.drain()
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
 
 
-def _settle(fut: asyncio.Future, error: Exception | None) -> None:
-    if fut.done():
-        return
-    if error is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(error)
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def jsonl(obj: object) -> bytes:
