@@ -96,7 +96,8 @@ class ConsoleFormatter(logging.Formatter):
         head.append(base["event"])
         if base["trace_id"]:
             head.append(base["trace_id"][:8])
-        rest = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}" for k, v in fields.items())
+        rest = " ".join(f"{k}={json.dumps(v, default=str, ensure_ascii=False)}"
+                        for k, v in fields.items() if v is not None)
         line = " ".join(head) + (f"  {rest}" if rest else "")
         return line + ("\n" + self.formatException(record.exc_info) if record.exc_info else "")
 
