@@ -227,7 +227,8 @@ class PingPongLineage(Lineage):
             return False
         if 400 <= child_status < 500:
             if not isinstance(parent_body, dict) or parent_body.get("outcome") != "rejected":
-                return False
+                # refuted only by an answer of our own format; a foreign one cannot tell
+                return False if _ours(parent_body) else None
             if parent_body.get("status") != child_status:
                 return False
             if isinstance(child_body, dict) and "payload" in child_body:
@@ -240,6 +241,11 @@ class PingPongLineage(Lineage):
         if child_body is None:  # e.g. the gateway's own 502: its body is not recorded
             return False if _own_answer(parent_body) else None
         return same(parent_body, child_body)
+
+
+def _ours(body: Any) -> bool:
+    """An answer in our services' format (an outcome, or a service's own reject)."""
+    return isinstance(body, dict) and ("outcome" in body or _own_answer(body))
 
 
 def _own_answer(body: Any) -> bool:

@@ -112,9 +112,6 @@ def test_report_matches_single_process_app_without_propagation(single_app):
           truths, [d.to_json() for d in report.diagnoses], seconds)
 
 
-@pytest.mark.xfail(strict=True, reason="PingPongLineage.answer_links refutes a parent whose answer "
-                   "is not our services' `rejected` format (False, not None), and runs_twins._settle "
-                   "then orphans even a sure lineage placement: a foreign app's runs are split")
 def test_default_lineage_on_a_foreign_answer_format(single_app):
     session, truths, seconds = single_app
     report = build(session)
