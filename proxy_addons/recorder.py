@@ -154,14 +154,20 @@ class Recorder:
         if ctx.options.hoptrace_max_body < 0:
             raise exceptions.OptionsError("hoptrace_max_body must be >= 0")
         if self.sink is not None and {"hoptrace_dumps", "hoptrace_session"} & updated:
-            self.open()  # a new folder chosen at run time: the next flows go there
+            self.close()  # a new folder chosen at run time: the next flows go there
+            self.session = None
+            self.open()
 
     def running(self) -> None:
         if self.sink is None:
             self.open()
 
     def open(self) -> None:
-        self.close()
+        """Start recording: into the session folder already chosen (a write that comes after
+        ``done``, e.g. a flow torn down at shutdown, appends there), else into a new one."""
+        if self.session is not None:
+            self._open_sink()
+            return
         try:
             if ctx.options.hoptrace_session:
                 self.session = open_session_dir(ctx.options.hoptrace_session)
@@ -175,8 +181,11 @@ class Recorder:
             "routes": getattr(ctx.options, "routes", ""),
             "mode": list(ctx.options.mode),
         })
-        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": MitmEncoder(), "runs.jsonl": jsonl})
+        self._open_sink()
         log.info("hoptrace: recording into %s", self.session)
+
+    def _open_sink(self) -> None:
+        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": MitmEncoder(), "runs.jsonl": jsonl})
 
     async def response(self, flow: http.HTTPFlow) -> None:
         self.write(flow)

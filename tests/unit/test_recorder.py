@@ -124,3 +124,16 @@ def test_a_second_session_never_overwrites_the_first(tmp_path):
     record_all(tmp_path, [make_flow(b"{}", b"{}")])
     with pytest.raises(FileExistsError):
         open_session_dir(tmp_path / "s")
+
+
+def test_a_write_after_shutdown_appends_to_the_same_session(tmp_path):
+    """Flows torn down at shutdown end after ``done``: their runs still land in this session."""
+    rec = Recorder()
+    with taddons.context(rec) as tctx:
+        tctx.configure(rec, hoptrace_dumps=str(tmp_path / "dumps"))
+        rec.running()
+        rec.done()
+        rec.write_run({"run": "late"})
+        rec.close()
+    (session,) = (tmp_path / "dumps").iterdir()
+    assert read_jsonl(session / "runs.jsonl") == [{"run": "late"}]
