@@ -13,12 +13,11 @@ from mitmproxy.hooks import UpdateHook
 
 from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
-from proxy_addons.lineage import AnyLineage, Lineage, PingPongLineage
+from proxy_addons.lineage import LINEAGES, PingPongLineage
 from proxy_addons.recorder import Recorder, cached_record, request_body
 from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
 
 log = logging.getLogger("hoptrace")
-LINEAGES: dict[str, type[Lineage]] = {"pingpong": PingPongLineage, "any": AnyLineage}
 BREAK_MARK = ":red_circle:"  # a service rejected (4xx it originated)
 ERROR_MARK = ":warning:"  # a proxy-level failure (502/504, connection error)
 INJECTED_MARK = ":syringe:"  # the faults addon touched this flow (docs/faults.md)
@@ -130,6 +129,13 @@ class LiveRuns:
             self.recorder.release(flows)
         if changed:
             ctx.master.addons.trigger(UpdateHook(changed))
+
+    def running(self) -> None:
+        """In mitmweb, show the comment column (run · hop · A→B · iteration) unless the user
+        chose the columns."""
+        opts = ctx.options
+        if "web_columns" in opts and not opts.has_changed("web_columns"):
+            opts.update(web_columns=[*opts.web_columns, "comment"])
 
     def done(self) -> None:
         for run in self.tracker.flush():

@@ -256,3 +256,7 @@ def _own_answer(body: Any) -> bool:
     if body.get("outcome") in ("rejected", "max_hops"):
         return True
     return "outcome" not in body and {"service", "reason", "payload"} <= body.keys()
+
+
+# The lineages a user can choose by name (gateway option ``hoptrace_lineage``, ``report --lineage``).
+LINEAGES: dict[str, type[Lineage]] = {"pingpong": PingPongLineage, "any": AnyLineage}

@@ -17,10 +17,9 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from proxy_addons.diagnosis import Diagnosis, diagnose, summarize
 from proxy_addons.dumpio import ReadReport, read_records
-from proxy_addons.lineage import AnyLineage, Lineage, PingPongLineage
+from proxy_addons.lineage import LINEAGES, Lineage, PingPongLineage
 from proxy_addons.runs import reconstruct
 
-LINEAGES: dict[str, type[Lineage]] = {"pingpong": PingPongLineage, "any": AnyLineage}
 FORMATS = ("text", "json", "html")
 
 

@@ -46,6 +46,9 @@ def test_up_kick_and_clean_stop(procs, tmp_path, web):
         assert httpx.get(f"http://127.0.0.1:{wp}/flows").status_code == 403
         flows = httpx.get(f"http://127.0.0.1:{wp}/flows", params={"token": "pw-for-test"})
         assert flows.status_code == 200 and len(flows.json()) >= 12
+        opts = httpx.get(f"http://127.0.0.1:{wp}/options", params={"token": "pw-for-test"}).json()
+        assert "comment" in opts["web_columns"]["value"]  # run · hop · A→B shown by default
+        assert any(f["comment"].startswith("run ") for f in flows.json())
 
     up.stop(sig=signal.SIGINT, timeout=30)
     assert up.popen.returncode == 0

@@ -7,7 +7,7 @@ import base64
 import gzip
 import json
 
-from mitmproxy import http, io
+from mitmproxy import io
 from mitmproxy.test import taddons, tflow
 
 from proxy_addons.recorder import Recorder, export_har
