@@ -7,7 +7,11 @@ mitmproxy 12 keeps upstream connections per client connection and reuses any tha
 however long it was idle. This addon closes, just before a request is assigned a connection, every
 upstream connection of that client that has been idle longer than ``hoptrace_upstream_idle_ms``,
 so the request goes out on a fresh one. Nothing is ever retried: a request is sent exactly once.
-The flow that got a fresh connection this way says so in its record (``upstream_reconnect``).
+The flow that got a fresh connection this way says so in its record (``upstream_reconnect``); a
+flow that failed on a reused connection says how long that connection had been idle
+(``upstream_reused_idle_s``). Idle time is counted from the last byte of the previous response
+(mitmproxy's ``timestamp_end``), the closest the gateway sees to the moment the service's own
+idle clock starts; the bound must leave room for event-loop lag on a busy machine.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ DONE = "hoptrace.upstream.done"  # flow.metadata: the flow's in-flight count was
 
 class FreshUpstream:
     def __init__(self) -> None:
-        self.idle_since: dict[str, float] = {}  # server connection id → monotonic time it went idle
+        self.idle_since: dict[str, float] = {}  # server connection id → unix time it went idle
         self.in_flight: Counter[str] = Counter()  # client connection id → requests not yet answered
         self.closed = 0
 
@@ -45,7 +49,7 @@ class FreshUpstream:
                 f"hoptrace_upstream_idle_ms must be >= 0, got {ctx.options.hoptrace_upstream_idle_ms}")
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
-        self.idle_since[data.server.id] = time.monotonic()
+        self.idle_since[data.server.id] = time.time()
 
     def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
         self.idle_since.pop(data.server.id, None)
@@ -64,11 +68,16 @@ class FreshUpstream:
         self.went_idle(flow)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        since = self.idle_since.get(flow.server_conn.id)
+        sent = flow.request.timestamp_end or flow.request.timestamp_start
+        if flow.response is None and since is not None and since < sent:  # a reused connection
+            flow.metadata.setdefault(flowmeta.RECORD, {})["upstream_reused_idle_s"] = round(sent - since, 3)
         self.went_idle(flow)
 
     def went_idle(self, flow: http.HTTPFlow) -> None:
         if flow.server_conn.id in self.idle_since:
-            self.idle_since[flow.server_conn.id] = time.monotonic()
+            ended = flow.response.timestamp_end if flow.response else None
+            self.idle_since[flow.server_conn.id] = ended or time.time()
         if not flow.metadata.get(DONE) and self.in_flight[flow.client_conn.id] > 0:
             flow.metadata[DONE] = True
             self.in_flight[flow.client_conn.id] -= 1
@@ -78,7 +87,7 @@ class FreshUpstream:
         handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
         if handler is None:
             return
-        limit, now = ctx.options.hoptrace_upstream_idle_ms / 1000, time.monotonic()
+        limit, now = ctx.options.hoptrace_upstream_idle_ms / 1000, time.time()
         for conn in list(handler.transports):
             if not isinstance(conn, connection.Server) or not conn.connected:
                 continue

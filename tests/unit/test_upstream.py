@@ -3,7 +3,6 @@ that client, older than the bound, never while another request of that client is
 
 from __future__ import annotations
 
-import time
 
 import pytest
 from mitmproxy import connection, exceptions
@@ -84,8 +83,24 @@ def test_went_idle_restarts_the_clock_and_bad_option_is_refused():
         fresh.server_connected(server_hooks.ServerConnectionHookData(s, flow.client_conn))
         fresh.idle_since[s.id] -= 10
         fresh.response(flow)
-        assert time.monotonic() - fresh.idle_since[s.id] < 1
+        assert fresh.idle_since[s.id] == flow.response.timestamp_end  # the last byte, not the hook
         fresh.server_disconnected(server_hooks.ServerConnectionHookData(s, flow.client_conn))
         assert s.id not in fresh.idle_since
         with pytest.raises(exceptions.OptionsError, match="hoptrace_upstream_idle_ms must be >= 0"):
             tctx.configure(fresh, hoptrace_upstream_idle_ms=-5)
+
+
+def test_a_failure_on_a_reused_connection_records_how_long_it_was_idle():
+    fresh = FreshUpstream()
+    with taddons.context(fresh):
+        s, flow = open_server(), tflow.tflow(err=True)
+        flow.server_conn = s
+        fresh.server_connected(server_hooks.ServerConnectionHookData(s, flow.client_conn))
+        fresh.idle_since[s.id] = flow.request.timestamp_end - 0.97
+        fresh.error(flow)
+        assert flow.metadata[flowmeta.RECORD]["upstream_reused_idle_s"] == pytest.approx(0.97, abs=0.002)
+        fresh_conn, other = open_server(), tflow.tflow(err=True)
+        other.server_conn = fresh_conn
+        fresh.idle_since[fresh_conn.id] = other.request.timestamp_end + 0.01  # opened for this request
+        fresh.error(other)
+        assert flowmeta.RECORD not in other.metadata
