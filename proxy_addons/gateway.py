@@ -1,6 +1,7 @@
 """The addon script mitmdump/mitmweb load: ``mitmdump -s proxy_addons/gateway.py``.
 
-Order matters: routing first (it picks the service), then the annotating addons, the recorder last
+Order matters: redaction first (it marks each flow so every copy written is redacted), then
+routing (it picks the service), then the annotating addons, the recorder last
 so the record and the .mitm file carry every annotation. Faults (a no-op without rules) comes right
 after LiveRuns: it selects hops by the run placement LiveRuns gives them.
 """
@@ -8,9 +9,10 @@ after LiveRuns: it selects hops by the run placement LiveRuns gives them.
 from proxy_addons.annotate import LiveRuns
 from proxy_addons.faults import Faults
 from proxy_addons.recorder import Recorder
+from proxy_addons.redact import Redact
 from proxy_addons.retention import Retention
 from proxy_addons.routing import Routing
 from proxy_addons.upstream import FreshUpstream
 
 recorder = Recorder()
-addons = [Routing(), FreshUpstream(), LiveRuns(recorder), Faults(), Retention(), recorder]
+addons = [Redact(), Routing(), FreshUpstream(), LiveRuns(recorder), Faults(), Retention(), recorder]

@@ -24,6 +24,21 @@ from proxy_addons.sink import Sink, jsonl
 
 log = logging.getLogger(__name__)
 
+# The redaction hook: redact.py attaches a Redactor to each flow under this attribute (not saved
+# in the flow's state). Everything written passes through it — the record's headers and bodies,
+# the .mitm copy — while the flow the proxy forwards is never changed.
+REDACTOR = "_hoptrace_redactor"
+
+
+def redactor(flow: http.HTTPFlow):
+    return getattr(flow, REDACTOR, None)
+
+
+def on_disk(flow: http.HTTPFlow) -> http.HTTPFlow:
+    """The flow as flows.mitm gets it: itself, or a redacted copy."""
+    r = redactor(flow)
+    return flow if r is None else r.flow(flow)
+
 
 def message_body(msg: http.Message, max_bytes: int) -> dict:
     ctype = msg.headers.get("content-type")
@@ -45,6 +60,8 @@ def request_body(flow: http.HTTPFlow, max_bytes: int) -> dict:
     if hit is not None and hit[0] is raw and hit[1] == max_bytes:
         return hit[2]
     body = message_body(flow.request, max_bytes)
+    if (r := redactor(flow)) is not None:
+        body = r.body(body)
     flow._hoptrace_request_body = (raw, max_bytes, body)  # type: ignore[attr-defined]
     return body
 
@@ -115,6 +132,8 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
         rec["status"] = 502
         rec["origin"] = "gateway"
         rec["error"] = {"message": flow.error.msg, "status": 502, "undelivered": True}
+    if (r := redactor(flow)) is not None:
+        r.record(rec)
     make_utf8_safe(rec)
     rec.update(flow.metadata.get(flowmeta.RECORD, {}))
     return rec
@@ -205,7 +224,7 @@ class Recorder:
         try:
             parts: dict = {"flows.jsonl": cached_record(flow)}
             if flow.id not in self.held:
-                parts["flows.mitm"] = flow
+                parts["flows.mitm"] = on_disk(flow)
             self.sink.write(parts)
         except Exception:
             log.exception("hoptrace: flow %s could not be recorded", flow.id)
@@ -222,7 +241,7 @@ class Recorder:
         for flow in flows:
             # not recorded yet (its own hook is still to come): record() writes it then
             if self.held.pop(flow.id, None) is not None and flow.metadata.get(flowmeta.RECORDED):
-                self.sink.defer({"flows.mitm": flow})
+                self.sink.defer({"flows.mitm": on_disk(flow)})
 
     def write_run(self, run: dict) -> None:
         """Append one finished run to runs.jsonl (deferred: no client waits on it)."""

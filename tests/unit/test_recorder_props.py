@@ -15,6 +15,7 @@ from mitmproxy.test import taddons, tflow
 
 from proxy_addons.bodies import DEFAULT_MAX_BODY
 from proxy_addons.recorder import Recorder
+from proxy_addons.redact import Redact
 from proxy_addons.routing import Routing
 
 ROUTES = "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002"
@@ -107,9 +108,10 @@ def sans(state: dict, *drop: str) -> dict:
 
 async def through_the_gateway(folder, method, path, req, resp, req_headers, status) -> http.HTTPFlow:
     """One flow through routing and the recorder, on a running loop as in the proxy."""
-    routing, rec = Routing(), Recorder()
-    with taddons.context(routing, rec) as tctx:
+    red, routing, rec = Redact(), Routing(), Recorder()
+    with taddons.context(red, routing, rec) as tctx:
         tctx.configure(routing, routes=ROUTES)
+        tctx.configure(red, hoptrace_redact_json="x.*.hoptrace_test_secret")  # redaction runs too, finds nothing
         tctx.configure(rec, hoptrace_session=str(folder), hoptrace_har=True)
         f = tflow.tflow()
         f.request.method, f.request.path = method, path
@@ -117,6 +119,7 @@ async def through_the_gateway(folder, method, path, req, resp, req_headers, stat
         f.request.raw_content = req[0]
         sent = sans(f.request.get_state(), "host", "port", "scheme")
 
+        red.requestheaders(f)
         routing.request(f)  # rewrites the destination only
         assert sans(f.request.get_state(), "host", "port", "scheme") == sent
         if f.response is None:  # routed: the "upstream" answers (or fails)
