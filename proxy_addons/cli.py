@@ -44,7 +44,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
     warn_if_public(args.host)
     routes = dict(args.route)
-    web_password = args.web_password or os.environ.get("HOPTRACE_WEB_PASSWORD") or None
+    web_password = args.web_password or os.environ.get("HOPTRACE_WEB_PASSWORD") or secrets.token_urlsafe(12)
     mitm_args = stack.gateway_args(
         args.listen, routes, session=args.session, dumps=args.dumps, web=args.web,
         web_port=args.web_port, web_password=web_password, host=args.host,
@@ -70,7 +70,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         st = stack.start_stack(gateway_port=args.port, a_port=args.a_port, b_port=args.b_port,
                                session=session, log_dir=log_dir, web=not args.no_web,
                                web_port=args.web_port, web_password=password, quiet=False,
-                               **settings)
+                               gateway_host=args.host, **settings)
     except (RuntimeError, TimeoutError) as exc:
         console.print(f"[bold red]could not start:[/] {exc}")
         return 1
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start A, B and the recording gateway (what `make run` calls)")
     up.add_argument("--no-web", action="store_true", help="mitmdump instead of mitmweb")
     up.add_argument("--dumps", type=Path, default=Path("dumps"), help="parent of the session folders")
-    up.add_argument("--host", default="127.0.0.1", help=argparse.SUPPRESS)
+    up.add_argument("--host", default="127.0.0.1",
+                    help="address the gateway listens on (default 127.0.0.1; anything else warns)")
     up.add_argument("--port", type=int, default=8000, help="gateway port (default 8000)")
     up.add_argument("--a-port", type=int, default=8001)
     up.add_argument("--b-port", type=int, default=8002)

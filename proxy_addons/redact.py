@@ -1,8 +1,8 @@
 """Redaction at capture time: secrets never reach a dump, the traffic keeps them.
 
 Options ``hoptrace_redact_headers`` (header names) and ``hoptrace_redact_json`` (JSON paths into
-request and response bodies: ``password``, ``user.token``, ``items.*.secret``; ``*`` matches any
-key or list item). Their values are replaced in everything written — flows.jsonl, flows.mitm (so
+request and response bodies: ``password``, ``user.token``, ``items.*.secret``, ``**.password``;
+``*`` matches any key or list item, ``**`` any number of levels). Their values are replaced in everything written — flows.jsonl, flows.mitm (so
 flows.har, made from it), runs.jsonl, reports, mitmweb comments — by ``[redacted <hash>]``, an
 HMAC-SHA256 of the value under a key drawn at random when the gateway starts and never written:
 the same value gives the same hash all session long, so runs still link, yet a dump alone cannot
@@ -49,7 +49,7 @@ class Redactor:
         self.key = key
         # a body that is not whole JSON is redacted whole when it may hold a path: it holds the
         # path's last named key (a path of only * and indexes could be anywhere: no hint)
-        named = [[s for s in p if s != "*" and not s.isdigit()] for p in paths]
+        named = [[s for s in p if s not in ("*", "**") and not s.isdigit()] for p in paths]
         self.hints = [f'"{n[-1]}"'.encode() for n in named if n]
         if len(self.hints) < len(paths):
             self.hints = []
@@ -74,6 +74,13 @@ class Redactor:
         if not path:
             return self.token(value), True
         step, rest = path[0], path[1:]
+        if step == "**":  # zero or more levels: here, then the same path in every child
+            value, hit = self._at(value, rest)
+            value, deeper = self._each(value, "*", path)
+            return value, hit or deeper
+        return self._each(value, step, rest)
+
+    def _each(self, value: Any, step: str, rest: tuple[str, ...]) -> tuple[Any, bool]:
         if isinstance(value, dict):
             keys = list(value) if step == "*" else [step] if step in value else []
         elif isinstance(value, list) and (step == "*" or step.isdigit()):

@@ -171,7 +171,9 @@ def start_gateway(listen: int, routes: dict[str, str], log_dir: Path | None = No
     web = kw.get("web", False)
     proc = spawn("gateway", gateway_cmd(gateway_args(listen, routes, **kw), web), None, log_dir)
     proc.meta.update(port=listen, url=f"http://127.0.0.1:{listen}")
-    wait_until(lambda: port_open("127.0.0.1", listen), proc, timeout, f"gateway on port {listen}")
+    probe = kw.get("host", "127.0.0.1")
+    probe = "127.0.0.1" if probe in ("0.0.0.0", "::", "") else probe
+    wait_until(lambda: port_open(probe, listen), proc, timeout, f"gateway on {probe}:{listen}")
     if web:
         wp = kw.get("web_port", 8081)
         wait_until(lambda: port_open("127.0.0.1", wp), proc, timeout, f"mitmweb on port {wp}")
@@ -202,10 +204,11 @@ class Stack:
 def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
                 b_port: int | None = None, session: Path | None = None, log_dir: Path | None = None,
                 web: bool = False, web_port: int | None = None, web_password: str | None = None,
-                gateway_sets: dict | None = None, quiet: bool = True,
+                gateway_sets: dict | None = None, quiet: bool = True, gateway_host: str = "127.0.0.1",
                 a_settings: dict | None = None, b_settings: dict | None = None, **settings) -> Stack:
     """Start B, A, then the gateway; on any failure stop what was started. ``settings`` go to both
-    services, ``a_settings``/``b_settings`` to one (e.g. ``b_settings={"fail_rate": 1}``)."""
+    services, ``a_settings``/``b_settings`` to one (e.g. ``b_settings={"fail_rate": 1}``). The
+    services always listen on loopback; only the gateway may be put elsewhere (``gateway_host``)."""
     gp, ap, bp = gateway_port or free_port(), a_port or free_port(), b_port or free_port()
     gw = f"http://127.0.0.1:{gp}"
     started: list[Proc] = []
@@ -217,7 +220,7 @@ def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
         routes = {"/a/": f"http://127.0.0.1:{ap}", "/b/": f"http://127.0.0.1:{bp}"}
         g = start_gateway(gp, routes, log_dir, session=session, web=web,
                           web_port=web_port or free_port(), web_password=web_password,
-                          sets=gateway_sets, quiet=quiet)
+                          sets=gateway_sets, quiet=quiet, host=gateway_host)
         return Stack(a, b, g, session)
     except BaseException:
         for p in started:

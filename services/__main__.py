@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import uvicorn
 
 from services.logs import configure_logging
-from services.settings import load_settings
+from services.settings import load_settings, public_host_warning
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -16,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load_settings(args.service)  # exits with a clear message on bad settings
     configure_logging(args.service, settings.log_level, settings.log_format)
+    if (warning := public_host_warning(settings.host)) is not None:
+        logging.getLogger("services").warning("warning: %s", warning)
     uvicorn.run(
         f"services.{args.service}:make_app",
         factory=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from typing import Literal
 
@@ -53,6 +54,18 @@ class Settings(BaseSettings):
         if not self.partner_url.startswith(("http://", "https://")):
             raise ValueError(f"PARTNER_URL must be an http(s) URL, got {self.partner_url!r}")
         return self
+
+
+def public_host_warning(host: str) -> str | None:
+    """A warning when HOST is not a loopback address: the service is then reachable from other
+    machines (compose does this on purpose, inside its own network)."""
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        return None
+    return f"HOST={host}: listening beyond this machine; anyone who can reach it can drive the service"
 
 
 def load_settings(service_name: str | None = None, **overrides) -> Settings:

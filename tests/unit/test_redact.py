@@ -98,6 +98,10 @@ def test_json_path_syntax_and_a_body_that_is_not_whole_json(tmp_path):
     cut = {"kind": "text", "value": '{"b": "secret", "tail', "size": 99, "content_type": None}
     red = r.body(cut)
     assert "secret" not in red["value"] and "not whole JSON" in red["note"]
+    deep = Redactor(set(), parse_paths("**.pw"), b"k" * 32)
+    out, changed = deep.json({"pw": 1, "x": [{"pw": 2, "y": {"pw": 3}}], "z": "pw"})
+    assert changed and all(str(v).startswith("[redacted") for v in (out["pw"], out["x"][0]["pw"], out["x"][0]["y"]["pw"]))
+    assert out["z"] == "pw"
     plain = {"kind": "text", "value": "nothing to see", "size": 14, "content_type": None}
     assert r.body(plain) is plain
 
