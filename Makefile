@@ -35,5 +35,10 @@ race: $(STAMP)
 	$(BIN)/python -m proxy_addons.race --idle-ms 3600000 --runs 600
 	$(BIN)/python -m proxy_addons.race --idle-ms 500 --runs 600
 
+# direct vs bare mitmproxy vs hoptrace (interleaved rounds), then the report over 1,000,000 hops;
+# prints tables, writes bench/results/*.json (see docs/performance.md). Not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf $(VENV) .pytest_cache

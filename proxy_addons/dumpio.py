@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import orjson
+
 from proxy_addons.bodies import encode_body
 
 
@@ -58,6 +60,15 @@ def _looks_like_tnetstring(p: Path) -> bool:
     return bool(head) and head[:1].isdigit() and b":" in head
 
 
+def _loads(line: bytes):
+    """orjson (several times faster); the stdlib for what orjson refuses but JSON readers accept
+    (NaN, lone surrogates, ints beyond 64 bits)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def _jsonl_records(p: Path, report: ReadReport) -> Iterator[dict]:
     with open(p, "rb") as f:
         for n, line in enumerate(f, 1):
@@ -65,7 +76,7 @@ def _jsonl_records(p: Path, report: ReadReport) -> Iterator[dict]:
                 continue
             cut = not line.endswith(b"\n")
             try:
-                rec = json.loads(line)
+                rec = _loads(line)
             except ValueError:
                 why = "cut last line (the writer stopped mid-record)" if cut else "not JSON"
                 report.skip(f"line {n}", why)

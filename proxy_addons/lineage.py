@@ -13,6 +13,8 @@ import json
 from collections.abc import Hashable
 from typing import Any
 
+import orjson
+
 STATS = ("avg", "max", "min")
 GAVE_UP = ("partner_timeout", "partner_unreachable")  # services/app.py answers without the child's
 # What services.payload.Payload fills in when a field is missing: A and B always send all five.
@@ -39,9 +41,15 @@ def same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def canonical(value: Any) -> str:
-    """One string per JSON value, key order and int/float spelling ignored: a hashable state."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), default=str)
+def canonical(value: Any) -> bytes | str:
+    """One key per JSON value, key order and int/float spelling ignored: a hashable state. orjson
+    (fast) when it can; the stdlib for what it refuses (ints beyond 64 bits), deterministically,
+    so one value always gets the same key."""
+    plain = _plain(value)
+    try:
+        return orjson.dumps(plain, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def diff(before: Any, after: Any) -> dict:

@@ -25,15 +25,16 @@ O(twins) each.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from proxy_addons.lineage import Lineage, PingPongLineage
 from proxy_addons.runs_index import Index, Node, attach, walk
 from proxy_addons.runs_twins import Twins
 from proxy_addons.runs_model import Assignment, Exchange, Hop, Run, run_id_of
 
-__all__ = ["Assignment", "Exchange", "Hop", "Run", "RunTracker", "reconstruct", "run_id_of"]
+__all__ = ["Assignment", "Exchange", "Hop", "Run", "RunTracker", "iter_runs", "reconstruct", "run_id_of"]
 
 
 class RunTracker(Twins):
@@ -192,23 +193,19 @@ class RunTracker(Twins):
         return runs
 
 
-def _event_order(exchanges: list[Exchange]) -> list[tuple[bool, Exchange]]:
-    """(is_start, exchange) in time order. At equal times ends come first; of two starts, the
-    longer (the enclosing one) first; of two ends, the later-started (the inner one) first."""
-    events = []
-    for i, ex in enumerate(exchanges):
-        dur = math.inf if ex.ended is None else ex.ended - ex.started
-        events.append(((ex.started, 1, -dur, i), True, ex))
-        if ex.ended is not None:
-            events.append(((ex.ended, 0, -ex.started, i), False, ex))
-    events.sort(key=lambda e: e[0])
-    return [(is_start, ex) for _, is_start, ex in events]
+SKEW = 0.1  # s: how far the gateway's write order may stray from its end timestamps
 
 
-def exchanges_of(records: Iterable[dict]) -> list[Exchange]:
-    """The flow records as exchanges; other record types, broken and repeated records skipped."""
-    seen: set[str] = set()
-    out = []
+def _start_view(ex: Exchange) -> Exchange:
+    """What the engine may know of an exchange when its request arrives."""
+    return Exchange(ex.flow_id, ex.started, ex.service, ex.method, ex.path, ex.request, ex.headers,
+                    ex.client)
+
+
+def exchanges_of(records: Iterable[dict]) -> Iterator[Exchange]:
+    """The flow records as exchanges; other record types, broken and repeated records skipped
+    (repeats are recognised by a 64-bit hash of the flow id, not the id: 1M ids stay small)."""
+    seen: set[int] = set()
     for rec in records:
         if not isinstance(rec, dict) or rec.get("type", "flow") != "flow":
             continue
@@ -216,23 +213,52 @@ def exchanges_of(records: Iterable[dict]) -> list[Exchange]:
             ex = Exchange.from_record(rec)
         except (KeyError, TypeError, ValueError):
             continue
-        if ex.flow_id not in seen:
-            seen.add(ex.flow_id)
-            out.append(ex)
-    return out
+        h = hash(ex.flow_id)
+        if h not in seen:
+            seen.add(h)
+            yield ex
+
+
+def iter_runs(records: Iterable[dict], lineage: Lineage | None = None,
+              horizon: float | None = None) -> Iterator[Run]:
+    """Offline, streaming: recorded exchanges → runs, each yielded as it finishes (in-flight
+    ones last). Records come in end order (flows.jsonl is), so each one's start and end become
+    events in a bounded reorder buffer; an event is applied once the newest end read is more than
+    ``horizon`` seconds past it (default: 1.5 × the longest exchange read so far + ``SKEW``).
+    Events are applied in the same total order as a full sort (at equal times ends first; of two
+    starts the longer first; of two ends the later-started first) provided no exchange read later
+    started more than the horizon before the newest end read — true of our gateway's dumps unless
+    a hop lasts longer than 1.5 × every hop before it. Memory: the buffer and the open runs."""
+    tracker = RunTracker(lineage)
+    heap: list = []
+    newest_end, longest = -math.inf, 0.0
+    for i, ex in enumerate(exchanges_of(records)):
+        if ex.ended is None:
+            heapq.heappush(heap, ((ex.started, 1, -math.inf, i), True, ex))
+            continue
+        dur = ex.ended - ex.started
+        heapq.heappush(heap, ((ex.started, 1, -dur, i), True, ex))
+        heapq.heappush(heap, ((ex.ended, 0, -ex.started, i), False, ex))
+        newest_end, longest = max(newest_end, ex.ended), max(longest, dur)
+        low = newest_end - (horizon if horizon is not None else 1.5 * longest + SKEW)
+        while heap[0][0][0] < low:
+            yield from _apply(tracker, heapq.heappop(heap))
+    while heap:
+        yield from _apply(tracker, heapq.heappop(heap))
+    yield from tracker.flush()
+
+
+def _apply(tracker: RunTracker, event) -> list[Run]:
+    _, is_start, ex = event
+    if is_start:
+        tracker.start(_start_view(ex))
+        return []
+    return tracker.end(ex)
 
 
 def reconstruct(records: Iterable[dict], lineage: Lineage | None = None) -> list[Run]:
-    """Offline: recorded exchanges → runs, in kick start order; unfinished runs are in_flight."""
-    tracker = RunTracker(lineage)
-    runs: list[Run] = []
-    for is_start, ex in _event_order(exchanges_of(records)):
-        if is_start:
-            tracker.start(
-                dataclasses.replace(ex, ended=None, status=None, response=None, error=None, origin=None)
-            )
-        else:
-            runs.extend(tracker.end(ex))
-    runs.extend(tracker.flush())
+    """Offline: recorded exchanges → runs, in kick start order; unfinished runs are in_flight.
+    (``iter_runs`` streams them instead, in the order they finish.)"""
+    runs = list(iter_runs(records, lineage))
     runs.sort(key=lambda r: (r.kick.exchange.started, r.kick.flow_id))
     return runs

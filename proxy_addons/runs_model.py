@@ -57,7 +57,8 @@ class Exchange:
         resp = rec.get("response")
         value, exact = _body_value(resp.get("body")) if isinstance(resp, dict) else (None, False)
         req_value, _ = _body_value(req.get("body"))
-        headers = tuple((str(k), str(v)) for k, v in (req.get("headers") or ()))
+        headers = tuple([(k, v) if type(k) is str and type(v) is str else (str(k), str(v))
+                         for k, v in (req.get("headers") or ())])
         ended = rec.get("ended")
         return cls(
             flow_id=str(rec["flow_id"]),

@@ -1,0 +1,106 @@
+"""A synthetic flows.jsonl of N hops, fast: ``python -m bench.synth_dump -n 1000000 OUT``.
+
+Bodies come from the services' own code: ``tests/unit/synth.py`` simulates a pool of whole runs
+(FAIL_RATE 4/11, MAX_HOPS 100, as shipped). Those runs are then stamped out with fresh flow ids
+and clocks on ``--lanes`` concurrent clients, each kicking run after run, so runs interleave as
+under ``hoptrace kick -c LANES``; the records are merged into end order, as the gateway writes
+them. Headers are the ones httpx and uvicorn send. Only orjson and dict copies per record: about a
+million records in well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from proxy_addons.kick import SEED_KICK
+from tests.unit.synth import Synth
+
+REQ_HEADERS = [["host", "127.0.0.1:8000"], ["accept", "*/*"], ["accept-encoding", "gzip, deflate"],
+               ["connection", "keep-alive"], ["user-agent", "python-httpx/0.28.1"]]
+
+
+def template_runs(pool: int, seed: int) -> list[list[tuple[float, float, bytes]]]:
+    """``pool`` simulated runs, each a list of record pieces in end order, clocks from 0."""
+    s = Synth(seed=seed)
+    for _ in range(pool):
+        s.kick(0.0, orjson.loads(SEED_KICK))
+    by_kick: dict[str, list[dict]] = {}
+    owner = {h.flow_id: k for k, run in s.runs.items() for h in run.hops}
+    for rec in s.records:
+        req, resp = rec["request"], rec["response"]
+        req["headers"] = [*REQ_HEADERS, ["content-length", str(req["body"]["size"])],
+                          ["content-type", "application/json"]]
+        if resp is not None:
+            resp.update(reason="OK" if resp["status"] == 200 else "Bad Request", headers=[
+                ["date", "Thu, 26 Nov 2026 07:00:00 GMT"], ["server", "uvicorn"],
+                ["content-length", str(resp["body"]["size"])], ["content-type", "application/json"]])
+        by_kick.setdefault(owner[rec["flow_id"]], []).append(rec)
+    return [[_pieces(r) for r in sorted(recs, key=lambda r: r["ended"])] for recs in by_kick.values()]
+
+
+def _pieces(rec: dict) -> tuple[float, float, bytes]:
+    """(started, ended, the record's JSON after its ``client`` field): only the flow id, the
+    clock and the client port change from copy to copy."""
+    keys = list(rec)
+    rest = {k: rec[k] for k in keys[keys.index("client") + 1:]}
+    tail = orjson.dumps(rest, option=orjson.OPT_APPEND_NEWLINE)[1:]
+    return rec["started"], rec["ended"], b'"duration_ms":%r,' % rec["duration_ms"] + tail
+
+
+def lane(templates: list[list[dict]], rng: random.Random, t0: float, hops: int) -> Iterator[tuple[float, bytes]]:
+    """One client kicking runs back to back until ``hops`` hops: (ended, line) in end order."""
+    t, done = t0, 0
+    while done < hops:
+        recs = templates[rng.randrange(len(templates))]
+        end = t
+        for started, ended, tail in recs:
+            fid = b"%032x" % rng.getrandbits(128)
+            started, ended = t + started, t + ended
+            end = max(end, ended)
+            yield ended, b'{"type":"flow","v":1,"flow_id":"%s-%s-%s-%s-%s","started":%r,"ended":%r,%s' % (
+                fid[:8], fid[8:12], fid[12:16], fid[16:20], fid[20:], started, ended,
+                b'"client":"127.0.0.1:%d",' % rng.randint(30000, 60000) + tail)
+        done += len(recs)
+        t = end + rng.uniform(0.0001, 0.002)
+
+
+def write_dump(out: Path, hops: int, lanes: int = 50, pool: int = 4000, seed: int = 1) -> int:
+    """Write about ``hops`` hops (whole runs) to ``out``; returns the records written."""
+    templates = template_runs(pool, seed)
+    rng = random.Random(seed)
+    t0 = 1_790_000_000.0
+    per_lane = -(-hops // lanes)
+    gens = [lane(templates, random.Random(rng.getrandbits(64)), t0 + rng.uniform(0, 0.01), per_lane)
+            for _ in range(lanes)]
+    n = 0
+    with open(out, "wb", buffering=1 << 20) as f:
+        for _, line in heapq.merge(*gens, key=lambda e: e[0]):
+            f.write(line)
+            n += 1
+    return n
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.synth_dump", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("out", type=Path)
+    p.add_argument("-n", "--hops", type=int, default=1_000_000)
+    p.add_argument("--lanes", type=int, default=50, help="concurrent clients (default 50)")
+    p.add_argument("--seed", type=int, default=1)
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    n = write_dump(a.out, a.hops, a.lanes, seed=a.seed)
+    print(f"wrote {n} records ({a.out.stat().st_size / 1e6:.0f} MB) to {a.out} "
+          f"in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
