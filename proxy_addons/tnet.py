@@ -34,7 +34,15 @@ def dumps(value) -> bytes:
 def _rest(value, t) -> bytes:
     if t is dict:
         # mitmproxy's encoder writes a dict's items last first: so do we
-        data = b"".join([dumps(k) + dumps(v) for k, v in reversed(value.items())])
+        parts = []
+        for k, v in reversed(value.items()):
+            if type(k) is str:  # nearly every key: inline
+                kb = k.encode("utf8")
+                parts.append(b"%d:%s;" % (len(kb), kb))
+            else:
+                parts.append(dumps(k))
+            parts.append(dumps(v))
+        data = b"".join(parts)
         return b"%d:%s}" % (len(data), data)
     if t is list or t is tuple:
         data = b"".join([dumps(v) for v in value])
