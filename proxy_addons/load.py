@@ -172,10 +172,21 @@ def books_of(kicks: list[Kick], seconds: float) -> Books:
                  endings=dict(Counter(k.ending() for k in kicks)))
 
 
+def pin_addon_script(workdir: Path) -> Path:
+    """A copy of gateway.py in ``workdir``, for a gateway to load (``script=``): mitmproxy reloads
+    an ``-s`` script whose file changes, and an edit to the working tree mid-measurement (a failed
+    reload leaves the gateway without addons) would spoil a long run."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    copy = workdir / "gateway.py"
+    copy.write_bytes(stk.ADDON_SCRIPT.read_bytes())
+    return copy
+
+
 def run_load(n: int, concurrency: int, time_limit: float, workdir: Path,
              gateway_sets: dict | None = None, **settings) -> Books:
     """Start the stack in ``workdir``, drive it, count, stop it."""
     st = stk.start_stack(session=workdir / "session", log_dir=workdir / "logs",
+                         script=pin_addon_script(workdir),
                          gateway_sets={"hoptrace_har": "false", **(gateway_sets or {})}, **settings)
     try:
         return measure(st, n, concurrency, time_limit)

@@ -63,6 +63,7 @@ def measure(tool: str, flows: int, view_max: int, time_limit: float, concurrency
     web = tool == "mitmweb"
     sets = {"hoptrace_har": "false", "hoptrace_view_max": view_max}
     st = stk.start_stack(session=workdir / tool, log_dir=workdir / f"logs-{tool}", web=web,
+                         script=load.pin_addon_script(workdir),
                          web_password=secrets.token_urlsafe(12), gateway_sets=sets, **settings)
     samples, stop = Samples(), threading.Event()
     sampler = threading.Thread(target=sample, args=(st, samples, stop, 1.0), daemon=True)

@@ -42,7 +42,8 @@ def start_idle_stack(workdir: Path, keep_alive: float, idle_ms: int, started: li
     a, b = started[-1], started[-2]
     g = stk.start_gateway(gp, {"/a/": a.meta["url"], "/b/": b.meta["url"]}, workdir / "logs",
                           session=workdir / "session",
-                          sets={"hoptrace_upstream_idle_ms": idle_ms, "hoptrace_har": "false"})
+                          sets={"hoptrace_upstream_idle_ms": idle_ms, "hoptrace_har": "false"},
+                          script=load.pin_addon_script(workdir))
     started.append(g)
     return stk.Stack(a, b, g, workdir / "session")
 

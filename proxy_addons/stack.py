@@ -205,7 +205,8 @@ def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
                 b_port: int | None = None, session: Path | None = None, log_dir: Path | None = None,
                 web: bool = False, web_port: int | None = None, web_password: str | None = None,
                 gateway_sets: dict | None = None, quiet: bool = True, gateway_host: str = "127.0.0.1",
-                a_settings: dict | None = None, b_settings: dict | None = None, **settings) -> Stack:
+                a_settings: dict | None = None, b_settings: dict | None = None,
+                script: Path | str = ADDON_SCRIPT, **settings) -> Stack:
     """Start B, A, then the gateway; on any failure stop what was started. ``settings`` go to both
     services, ``a_settings``/``b_settings`` to one (e.g. ``b_settings={"fail_rate": 1}``). The
     services always listen on loopback; only the gateway may be put elsewhere (``gateway_host``)."""
@@ -220,7 +221,7 @@ def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
         routes = {"/a/": f"http://127.0.0.1:{ap}", "/b/": f"http://127.0.0.1:{bp}"}
         g = start_gateway(gp, routes, log_dir, session=session, web=web,
                           web_port=web_port or free_port(), web_password=web_password,
-                          sets=gateway_sets, quiet=quiet, host=gateway_host)
+                          sets=gateway_sets, quiet=quiet, host=gateway_host, script=script)
         return Stack(a, b, g, session)
     except BaseException:
         for p in started:
