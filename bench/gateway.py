@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -35,17 +36,28 @@ def percentile(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * len(s) + 0.5) - 1))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure_once(setup: Setup, runs: int, concurrency: int, max_hops: int, time_limit: float) -> dict:
-    """Kick ``runs`` runs at ``concurrency``; the figures of this one measurement."""
+    """Kick ``runs`` runs at ``concurrency``; the figures of this one measurement, with the
+    gateway's own CPU time per hop (steadier than wall clock on a shared machine)."""
+    gw = setup.gateway_pid
+    cpu0 = cpu_seconds(gw) if gw else 0.0
     t0 = time.perf_counter()
     kicks = asyncio.run(drive(setup.url, runs, concurrency, time_limit))
     wall = time.perf_counter() - t0
+    cpu = cpu_seconds(gw) - cpu0 if gw else None
     ok = [k for k in kicks if k.status == 200 and isinstance(k.body, dict)
           and k.body.get("outcome") == "max_hops" and k.body.get("hops") == max_hops]
     failures = Counter(f"{k.ending()} hops={k.body.get('hops') if isinstance(k.body, dict) else None}"
                        for k in kicks if k not in ok)
     return {"runs": len(kicks), "ok": len(ok), "wall_s": wall, "failures": dict(failures),
             "hops_per_s": len(ok) * max_hops / wall if wall else 0.0,
+            "gateway_cpu_ms_per_hop": cpu * 1000 / (len(ok) * max_hops) if cpu is not None and ok else None,
             "hop_ms": [k.seconds * 1000 / max_hops for k in ok]}
 
 
@@ -80,6 +92,11 @@ def _records(session: Path) -> int:
         return sum(1 for _ in f)
 
 
+def _median(xs: list) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
 def summarize(rounds: list[dict], modes, concurrencies) -> dict:
     out: dict = {}
     for c in concurrencies:
@@ -91,6 +108,7 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
                 "hops_per_s": statistics.median(r["hops_per_s"] for r in rs) if rs else 0.0,
                 "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
                 "failed_runs": sum(r["runs"] - r["ok"] for r in rs),
+                "gateway_cpu_ms_per_hop": _median([r["gateway_cpu_ms_per_hop"] for r in rs]),
             }
         ht, bare, direct = row.get("hoptrace"), row.get("bare"), row.get("direct")
         if ht and bare and bare["hops_per_s"]:
@@ -108,13 +126,14 @@ def print_table(result: dict) -> None:
 
     t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, "
                     f"{result['params']['rounds']} interleaved rounds (hops/s: median of rounds)")
-    for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "failed runs"):
+    for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "gateway CPU ms/hop", "failed runs"):
         t.add_column(col, justify="right" if col not in ("mode",) else "left")
     for c, row in result["summary"].items():
         for m in result["params"]["modes"]:
             f = row[m]
+            cpu = f["gateway_cpu_ms_per_hop"]
             t.add_row(c, m, f"{f['hops_per_s']:.0f}", f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}",
-                      str(f["failed_runs"]))
+                      "-" if cpu is None else f"{cpu:.2f}", str(f["failed_runs"]))
         t.add_section()
     console = Console()
     console.print(t)
@@ -136,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--max-hops", type=int, default=10, help="services' MAX_HOPS: hops per run")
-    p.add_argument("--runs", type=int, default=40, help="runs per measurement at concurrency 1; "
+    p.add_argument("--runs", type=int, default=15, help="runs per measurement at concurrency 1; "
                    "×C at concurrency C")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))

@@ -28,6 +28,10 @@ class Setup:
     procs: list[stk.Proc] = field(default_factory=list)
     session: Path | None = None
 
+    @property
+    def gateway_pid(self) -> int | None:
+        return self.procs[-1].pid if self.mode != "direct" else None
+
     def stop(self) -> None:
         for p in reversed(self.procs):  # the gateway first, then the services
             p.stop()
