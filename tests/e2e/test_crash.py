@@ -34,13 +34,13 @@ def kick_number(rec: dict) -> int | None:
 def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_path):
     dumps = tmp_path / "dumps"
     st = start_stack(session=None, gateway_sets={"hoptrace_dumps": str(dumps), "hoptrace_har": "false"},
-                     max_hops=30)
+                     max_hops=20)
     answered: list[load.Kick] = []
     kicks: list[load.Kick] = []
     driver = threading.Thread(target=lambda: kicks.extend(asyncio.run(
         load.drive(st.url + "/a/", 3000, 30, time_limit=30, on_answer=answered.append))))
     driver.start()
-    stk.wait_until(lambda: sum(k.status is not None for k in answered) >= 200, None, 60, "200 answered kicks")
+    stk.wait_until(lambda: sum(k.status is not None for k in answered) >= 100, None, 60, "100 answered kicks")
     st.gateway.kill()
     killed_at = time.time()
     driver.join(90)
@@ -48,7 +48,7 @@ def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_p
 
     (session,) = dumps.iterdir()
     got = {k.number: k for k in kicks if k.status is not None}
-    assert len(got) >= 200 and all(k.answered_at <= killed_at for k in got.values())
+    assert len(got) >= 100 and all(k.answered_at <= killed_at for k in got.values())
     assert any(k.error for k in kicks)  # the kill really landed mid-load
 
     report = ReadReport()
