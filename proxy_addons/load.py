@@ -80,6 +80,7 @@ class Books:
     endings: dict[str, int] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)
     served_source: str = ""
+    counters: dict[str, int] = field(default_factory=dict)  # the services' /health counters
     jsonl: int = 0
     mitm: int = 0
     skipped: list[str] = field(default_factory=list)
@@ -96,6 +97,8 @@ class Books:
 
     def problems(self) -> list[str]:
         out = []
+        if self.counters and self.counters != self.served:
+            out.append(f"the services' logs ({self.served}) and counters ({self.counters}) disagree")
         if not self.hops_served == self.jsonl == self.mitm:
             out.append(f"lost hops: served {self.hops_served}, flows.jsonl {self.jsonl}, flows.mitm {self.mitm}")
         if self.ids_differ:
@@ -142,6 +145,31 @@ def script_reloads(gateway: stk.Proc) -> int:
         return 0
     text = gateway.log_path.read_text(errors="replace")
     return max(text.count("Loading script") - 1, 0) + text.count("error in script")
+
+
+def served_from_logs(st: stk.Stack) -> dict[str, int] | None:
+    """Hops each service served, from its own structured log: the JSON ``access`` lines of
+    ``POST /a/`` (``/b/``), which uvicorn writes as the answer starts. None without such logs."""
+    out = {}
+    for name, proc in (("a", st.a), ("b", st.b)):
+        if not proc.log_path or not proc.log_path.exists():
+            return None
+        seen, n = False, 0
+        with open(proc.log_path, errors="replace") as f:
+            for line in f:
+                if '"access"' not in line:
+                    continue
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("event") == "access":
+                    seen = True
+                    n += rec.get("method") == "POST" and rec.get("path") == f"/{name}/"
+        if not seen:
+            return None
+        out[name] = n
+    return out
 
 
 def count(session: Path, books: Books) -> Books:
@@ -200,7 +228,12 @@ def measure(st: stk.Stack, n: int, concurrency: int, time_limit: float) -> Books
     t0 = time.monotonic()
     kicks = asyncio.run(drive(st.url + "/a/", n, concurrency, time_limit))
     books = books_of(kicks, time.monotonic() - t0)
-    books.served, books.served_source = served_counts(st), "services' /health counters"
+    books.counters = served_counts(st)
+    logged = served_from_logs(st)
+    if logged is None:
+        books.served, books.served_source = books.counters, "services' /health counters"
+    else:
+        books.served, books.served_source = logged, "services' access logs, = their counters"
     books.reloads = script_reloads(st.gateway)
     return count(st.session, books)
 

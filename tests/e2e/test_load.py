@@ -16,6 +16,7 @@ def test_thousand_runs_at_concurrency_50_lose_nothing(start_stack):
     print("\n" + books.summary())
     assert books.kicks == books.answered == 1000
     assert books.hops_served == books.jsonl == books.mitm > 1000  # every run is at least one hop
+    assert "access logs" in books.served_source and books.served == books.counters
     assert books.ids_differ == 0 and books.skipped == []
     assert books.fivexx == []
     assert set(books.statuses) <= {200, 400}  # the services' own answers, and only those
