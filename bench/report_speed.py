@@ -4,6 +4,7 @@
 ``bench/.cache/`` for the next time), then runs, each as its own child process, timed by wall clock
 with its peak RSS taken from ``os.wait4``:
   report   the real command, its JSON to /dev/null
+           (wall clock and CPU time: on a shared machine the CPU time is the steadier figure)
   engine   the offline path alone, streaming: dumpio.read_records → runs.iter_runs → diagnose
            → one JSON line per run to /dev/null (what a streaming report costs at least)
 Each is bounded by ``--time-limit`` (killed past it) and ``--mem-limit`` (address space).
@@ -47,7 +48,8 @@ def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")[-500:] if p.stderr else ""
-    return {"cmd": " ".join(cmd[1:]), "seconds": round(wall, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    return {"cmd": " ".join(cmd[1:]), "seconds": round(wall, 2),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "exit": os.waitstatus_to_exitcode(status), "timed_out": wall > limit, "stderr_tail": err}
 
 
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=600, help="seconds per measurement at most")
     p.add_argument("--mem-limit", type=int, default=6000, help="MB of address space per child")
     p.add_argument("--json", type=Path, default=Path("bench/results/report.json"))
+    p.add_argument("--only", choices=["report", "engine"], help="one of the two measurements")
     p.add_argument("--engine-child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.engine_child:
@@ -86,16 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     records = sum(1 for _ in open(dump, "rb"))
     before = machine()
     hoptrace = str(Path(sys.executable).with_name("hoptrace"))
-    results = {
-        "report": timed([hoptrace, "report", "--format", "json", str(dump)], a.time_limit, a.mem_limit),
-        "engine": timed([sys.executable, "-m", "bench.report_speed", "--engine-child", str(dump)], a.time_limit, a.mem_limit),
-    }
+    cmds = {"report": [hoptrace, "report", "--format", "json", str(dump)],
+            "engine": [sys.executable, "-m", "bench.report_speed", "--engine-child", str(dump)]}
+    results = {name: timed(cmd, a.time_limit, a.mem_limit) for name, cmd in cmds.items()
+               if a.only in (None, name)}
     result = {"dump": {"path": str(dump), "records": records, "mb": round(dump.stat().st_size / 1e6)},
               "results": results, "targets": {"seconds": 10, "peak_rss_mb": 300},
               "machine": {**before, "loadavg_after": machine()["loadavg"]}}
     for name, r in results.items():
         state = "TIMED OUT" if r["timed_out"] else f"exit {r['exit']}"
-        print(f"{name:<7} {r['seconds']:7.1f} s  peak RSS {r['peak_rss_mb']:7.0f} MB  ({state})  {r['cmd']}")
+        print(f"{name:<7} {r['seconds']:7.1f} s (CPU {r['cpu_seconds']:.1f} s)  peak RSS {r['peak_rss_mb']:7.0f} MB  ({state})  {r['cmd']}")
     print(f"over {records} hops ({result['dump']['mb']} MB); targets: ≤ 10 s, ≤ 300 MB")
     write_json(a.json, result)
     print(f"wrote {a.json}")

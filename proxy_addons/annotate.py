@@ -6,6 +6,7 @@ diagnosis (diagnosis.py): this addon only feeds them from mitmproxy's hooks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from mitmproxy import ctx, exceptions, http
@@ -46,6 +47,7 @@ class LiveRuns:
         self.tracker = RunTracker(PingPongLineage())
         self.flows: dict[str, http.HTTPFlow] = {}  # open runs' flows, to fix comments at the end
         self.finished = 0
+        self.to_report: list[Run] = []  # finished runs whose diagnosis is written next iteration
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -109,11 +111,10 @@ class LiveRuns:
             self.recorder.release([flow])
 
     def _finish(self, run: Run) -> None:
-        d = diagnose(run, self.tracker.lineage)
+        """A run ended: its flows' final comments now; its diagnosis (log line, runs.jsonl) on
+        the next loop iteration, after the kick's answer has left."""
         self.finished += 1
-        log.info(log_line(d))
-        if self.recorder is not None:
-            self.recorder.write_run(d.to_json())
+        self._report_later(run)
         flows, changed = [], []
         for h in run.hops:
             flow = self.flows.pop(h.flow_id, None)
@@ -137,9 +138,28 @@ class LiveRuns:
         if "web_columns" in opts and not opts.has_changed("web_columns"):
             opts.update(web_columns=[*opts.web_columns, "comment"])
 
+    def _report_later(self, run: Run) -> None:
+        if not self.to_report:
+            try:
+                asyncio.get_running_loop().call_soon(self._report)
+            except RuntimeError:  # no loop (shutdown): at once
+                self.to_report.append(run)
+                self._report()
+                return
+        self.to_report.append(run)
+
+    def _report(self) -> None:
+        runs, self.to_report = self.to_report, []
+        for run in runs:
+            d = diagnose(run, self.tracker.lineage)
+            log.info(log_line(d))
+            if self.recorder is not None:
+                self.recorder.write_run(d.to_json())
+
     def done(self) -> None:
         for run in self.tracker.flush():
             self._finish(run)
+        self._report()
 
 
 def _value(body: dict):

@@ -204,7 +204,9 @@ class Recorder:
         log.info("hoptrace: recording into %s", self.session)
 
     def _open_sink(self) -> None:
-        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": MitmEncoder(), "runs.jsonl": jsonl})
+        mitm = MitmEncoder()  # on_disk inside: a deferred flow is redacted when written, off the answer's path
+        self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": lambda f: mitm(on_disk(f)),
+                                        "runs.jsonl": jsonl})
 
     async def response(self, flow: http.HTTPFlow) -> None:
         self.write(flow)
@@ -224,7 +226,7 @@ class Recorder:
         try:
             parts: dict = {"flows.jsonl": cached_record(flow)}
             if flow.id not in self.held:
-                parts["flows.mitm"] = on_disk(flow)
+                parts["flows.mitm"] = flow
             self.sink.write(parts)
         except Exception:
             log.exception("hoptrace: flow %s could not be recorded", flow.id)
@@ -241,7 +243,7 @@ class Recorder:
         for flow in flows:
             # not recorded yet (its own hook is still to come): record() writes it then
             if self.held.pop(flow.id, None) is not None and flow.metadata.get(flowmeta.RECORDED):
-                self.sink.defer({"flows.mitm": on_disk(flow)})
+                self.sink.defer({"flows.mitm": flow})
 
     def write_run(self, run: dict) -> None:
         """Append one finished run to runs.jsonl (deferred: no client waits on it)."""
