@@ -26,7 +26,6 @@ from proxy_addons import stack as stk
 from proxy_addons.dumpio import ReadReport, read_records
 from proxy_addons.kick import SEED_KICK, KickResult
 
-CLIENT_GONE = "Client disconnected."  # mitmproxy's error when the caller hangs up mid-exchange
 KICK_HEADER = "x-hoptrace-load"  # the kick's number, so a dump can be matched to what the client saw
 
 
@@ -183,7 +182,7 @@ def count(session: Path, books: Books) -> Books:
         if rec.get("upstream_reconnect"):
             books.reconnects += 1
         msg = (rec.get("error") or {}).get("message") or (rec.get("response") or {}).get("reason")
-        if rec.get("error") and msg == CLIENT_GONE:  # recorded as 502, but nobody received it
+        if (rec.get("error") or {}).get("abandoned"):  # the caller hung up: nobody got a 5xx
             books.abandoned += 1
         elif (rec["status"] or 0) >= 500:
             books.fivexx.append(f"{rec.get('origin')} {rec['status']} {rec.get('service')}: {msg}")

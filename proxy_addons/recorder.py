@@ -23,6 +23,7 @@ from proxy_addons.session import new_session_dir, open_session_dir, write_json
 from proxy_addons.sink import Sink, jsonl
 
 log = logging.getLogger(__name__)
+CLIENT_GONE = "Client disconnected."  # mitmproxy's error when the caller hangs up first
 
 # The redaction hook: redact.py attaches a Redactor to each flow under this attribute (not saved
 # in the flow's state). Everything written passes through it — the record's headers and bodies,
@@ -128,6 +129,14 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
             "headers": headers_list(resp.headers),
             "body": message_body(resp, max_body),
         }
+    elif flow.error is not None and flow.error.msg == CLIENT_GONE:
+        # the caller hung up first (its own timeout): nobody received an answer, and the
+        # upstream may well have received the request
+        rec["status"] = None
+        rec["origin"] = "client"
+        sent = flow.server_conn is not None and flow.server_conn.timestamp_start is not None
+        rec["error"] = {"message": flow.error.msg, "status": None, "undelivered": not sent,
+                        "abandoned": True}
     elif flow.error is not None:
         rec["status"] = 502
         rec["origin"] = "gateway"

@@ -137,3 +137,13 @@ def test_a_write_after_shutdown_appends_to_the_same_session(tmp_path):
         rec.close()
     (session,) = (tmp_path / "dumps").iterdir()
     assert read_jsonl(session / "runs.jsonl") == [{"run": "late"}]
+
+
+def test_a_caller_that_hung_up_is_not_recorded_as_a_gateway_502(tmp_path):
+    from mitmproxy import flow as mflow
+
+    f = make_flow(b'{"digits": [3]}', None)
+    f.error = mflow.Error("Client disconnected.")
+    gone, = record_all(tmp_path, [f])
+    assert gone["status"] is None and gone["origin"] == "client"
+    assert gone["error"]["abandoned"] is True and gone["error"]["undelivered"] is False
