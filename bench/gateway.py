@@ -127,7 +127,8 @@ def print_table(result: dict) -> None:
     t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, "
                     f"{result['params']['rounds']} interleaved rounds (hops/s: median of rounds)")
     for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "gateway CPU ms/hop", "failed runs"):
-        t.add_column(col, justify="right" if col not in ("mode",) else "left")
+        t.add_column(col, justify="right" if col != "mode" else "left", no_wrap=True,
+                     min_width=12 if col == "mode" else None)
     for c, row in result["summary"].items():
         for m in result["params"]["modes"]:
             f = row[m]
