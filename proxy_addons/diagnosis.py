@@ -170,34 +170,50 @@ def diagnose(run: Run, lineage: Lineage | None = None) -> Diagnosis:
     return Diagnosis(run, outcome, brk, hop_changes(run, lin))
 
 
-def summarize(items: list[Run] | list[Diagnosis], lineage: Lineage | None = None) -> dict:
+class Summary:
     """Counts by outcome; per service: hops received, breaks (4xx it answered itself), break
-    rate = breaks / hops received, errors; and the distribution of run lengths."""
-    diags = [d if isinstance(d, Diagnosis) else diagnose(d, lineage) for d in items]
-    received: Counter[str] = Counter()
-    breaks: Counter[str] = Counter()
-    errors: Counter[str] = Counter()
-    injected: Counter[str] = Counter()
-    for d in diags:
+    rate = breaks / hops received, errors; and the distribution of run lengths. Fed one
+    diagnosis at a time, so a report can stream runs without holding them."""
+
+    def __init__(self) -> None:
+        self.received: Counter[str] = Counter()
+        self.breaks: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.injected: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+        self.lengths: Counter[int] = Counter()
+
+    def add(self, d: Diagnosis) -> None:
         if d.brk is not None and d.brk.get("injected"):
-            injected[d.brk["service"] or "?"] += 1
-        received.update(h.to or "?" for h in d.run.hops)
+            self.injected[d.brk["service"] or "?"] += 1
+        self.received.update(h.to or "?" for h in d.run.hops)
         if d.brk is not None and d.outcome == "broken":
-            breaks[d.brk["service"] or "?"] += 1
+            self.breaks[d.brk["service"] or "?"] += 1
         elif d.brk is not None and d.outcome == "error":
-            errors[d.brk["service"] or "?"] += 1
-    outcomes = Counter(d.outcome for d in diags)
-    return {
-        "runs": len(diags),
-        "outcomes": {o: outcomes.get(o, 0) for o in OUTCOMES},
-        "hops": sum(received.values()),
-        "services": {
-            s: {"received": n, "breaks": breaks[s], "break_rate": breaks[s] / n, "errors": errors[s],
-                "injected": injected[s]}
-            for s, n in sorted(received.items())
-        },
-        "run_length": dict(sorted(Counter(len(d.run.hops) for d in diags).items())),
-    }
+            self.errors[d.brk["service"] or "?"] += 1
+        self.outcomes[d.outcome] += 1
+        self.lengths[len(d.run.hops)] += 1
+
+    def to_json(self) -> dict:
+        b, e, i = self.breaks, self.errors, self.injected
+        return {
+            "runs": sum(self.outcomes.values()),
+            "outcomes": {o: self.outcomes.get(o, 0) for o in OUTCOMES},
+            "hops": sum(self.received.values()),
+            "services": {
+                s: {"received": n, "breaks": b[s], "break_rate": b[s] / n, "errors": e[s], "injected": i[s]}
+                for s, n in sorted(self.received.items())
+            },
+            "run_length": dict(sorted(self.lengths.items())),
+        }
+
+
+def summarize(items: list[Run] | list[Diagnosis], lineage: Lineage | None = None) -> dict:
+    """The ``Summary`` of a list of runs or diagnoses."""
+    summary = Summary()
+    for d in items:
+        summary.add(d if isinstance(d, Diagnosis) else diagnose(d, lineage))
+    return summary.to_json()
 
 
 def _name(service: str | None) -> str:

@@ -15,10 +15,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from proxy_addons.diagnosis import Diagnosis, diagnose, summarize
-from proxy_addons.dumpio import ReadReport, read_records
+from proxy_addons.diagnosis import Diagnosis, Summary, diagnose, summarize
+from proxy_addons.dumpio import ReadReport, read_records, resolve
 from proxy_addons.lineage import LINEAGES, Lineage, PingPongLineage
-from proxy_addons.runs import reconstruct
+from proxy_addons.runs import iter_runs, reconstruct
+from proxy_addons.sink import jsonl
 
 FORMATS = ("text", "json", "html")
 
@@ -83,17 +84,39 @@ def _counted(records: Iterable[dict], progress: Progress | None) -> Iterator[dic
         yield rec
 
 
+def _bar(progress: bool) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description} {task.fields[n]} records"),
+                    TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                    disable=not progress)
+
+
 def build(path: str | Path, lineage: Lineage | None = None, progress: bool = False) -> Report:
     """Read a dump, rebuild its runs and diagnose each one. ``progress``: a spinner with the
     record count on stderr (the caller decides: only on a tty)."""
     lin = lineage or PingPongLineage()
     read = ReadReport()
-    bar = Progress(SpinnerColumn(), TextColumn("{task.description} {task.fields[n]} records"),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                   disable=not progress)
-    with bar:
+    with _bar(progress) as bar:
         runs = reconstruct(_counted(read_records(path, read), bar if progress else None), lin)
     return Report([diagnose(r, lin) for r in runs], read)
+
+
+def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress: bool = False) -> tuple[int, ReadReport]:
+    """The JSON contract written run by run as each run finishes, holding only the open runs:
+    memory stays flat however large the dump. Runs come in the order they ended (``build``
+    sorts them by kick); ``source``, ``read`` and ``summary`` follow ``runs``. ``out`` is binary."""
+    lin = lineage or PingPongLineage()
+    read, summary, n = ReadReport(), Summary(), 0
+    out.write(b'{"runs": [')
+    with _bar(progress) as bar:
+        for run in iter_runs(_counted(read_records(path, read), bar if progress else None), lin):
+            d = diagnose(run, lin)
+            summary.add(d)
+            out.write((b",\n" if n else b"\n") + jsonl(d.to_json()).rstrip(b"\n"))
+            n += 1
+    tail = {"source": read.source, "read": {"records": read.read, "skipped": list(read.skipped)},
+            "summary": summary.to_json()}
+    out.write(b"\n], " + jsonl(tail)[1:])
+    return n, read
 
 
 def render(report: Report, fmt: str, run: str | None = None) -> str:
@@ -126,6 +149,8 @@ class _Null:
 def cmd_report(args: argparse.Namespace) -> int:
     """CLI glue: build, then print to the terminal (text) or write JSON/HTML to stdout or -o."""
     err = Console(stderr=True, soft_wrap=True)
+    if args.format == "json" and not args.run and not args.stats:
+        return _cmd_stream_json(args, err)
     try:
         report = build(args.path, LINEAGES[args.lineage](), progress=sys.stderr.isatty())
         if args.stats:
@@ -153,6 +178,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     if report.read.skipped and args.format != "text":
         err.print(f"[yellow]warning:[/] skipped {len(report.read.skipped)} unreadable part(s) of "
                   f"{report.read.source}; see \"read\".\"skipped\"", highlight=False)
+    return 0
+
+
+def _cmd_stream_json(args: argparse.Namespace, err: Console) -> int:
+    """``--format json`` over the whole dump: streamed (a million hops in bounded memory)."""
+    try:
+        resolve(args.path)  # a bad path fails before any output
+        out = open(args.output, "wb") if args.output else sys.stdout.buffer
+        try:
+            n, read = stream_json(args.path, out, LINEAGES[args.lineage](), sys.stderr.isatty())
+        finally:
+            if args.output:
+                out.close()
+            else:
+                out.flush()
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        err.print(f"[bold red]hoptrace report:[/] {exc}", highlight=False, markup=True)
+        return 2
+    if args.output:
+        err.print(f"wrote {args.output} ({n} runs)", highlight=False)
+    if read.skipped:
+        err.print(f"[yellow]warning:[/] skipped {len(read.skipped)} unreadable part(s) of "
+                  f"{read.source}; see \"read\".\"skipped\"", highlight=False)
     return 0
 
 

@@ -75,6 +75,19 @@ def test_json_matches_truth_and_keeps_the_contract(tmp_path, synth, capsys):
     assert out["read"] == {"records": len(synth.records), "skipped": []}
 
 
+def test_streamed_json_equals_the_built_report(tmp_path, synth, capsys):
+    """The CLI streams --format json run by run; the same runs and summary as the full build."""
+    write_jsonl(tmp_path / "flows.jsonl", synth.dump())
+    built = json.loads(render(build(tmp_path), "json"))
+    assert cli.main(["report", str(tmp_path), "--format", "json", "-o", str(tmp_path / "r.json")]) == 0
+    streamed = json.loads((tmp_path / "r.json").read_text())
+    key = lambda r: r["run"]  # noqa: E731 - streamed runs come in the order they ended
+    assert sorted(streamed["runs"], key=key) == sorted(built["runs"], key=key)
+    assert streamed["summary"] == built["summary"] and streamed["read"] == built["read"]
+    assert cli.main(["report", str(tmp_path / "missing"), "--format", "json"]) == 2
+    assert capsys.readouterr().out == ""  # a bad path writes nothing to stdout
+
+
 def test_text_table_and_summary(tmp_path, synth):
     write_jsonl(tmp_path / "flows.jsonl", synth.dump())
     report = build(tmp_path / "flows.jsonl")
