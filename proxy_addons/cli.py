@@ -87,6 +87,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     def on_term(*_):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored (`cmd &`)
     try:
         while all(p.alive() for p in st.procs()):
             time.sleep(0.5)
