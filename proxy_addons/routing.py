@@ -18,7 +18,6 @@ from mitmproxy import ctx, exceptions, http
 from proxy_addons import flowmeta
 
 log = logging.getLogger(__name__)
-SERVICE_KEY = flowmeta.SERVICE  # kept for callers
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from mitmproxy import io
 from mitmproxy.test import taddons, tflow
 
 from proxy_addons.recorder import Recorder, export_har
-from proxy_addons.routing import SERVICE_KEY
+from proxy_addons.flowmeta import SERVICE as SERVICE_KEY
 from tests.conftest import read_jsonl
 
 

@@ -9,7 +9,8 @@ import pytest
 from mitmproxy import exceptions
 from mitmproxy.test import taddons, tflow
 
-from proxy_addons.routing import SERVICE_KEY, Routing, parse_routes
+from proxy_addons.flowmeta import SERVICE as SERVICE_KEY
+from proxy_addons.routing import Routing, parse_routes
 
 ROUTES = "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002"
 
