@@ -217,10 +217,12 @@ class Recorder:
         self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": lambda f: mitm(on_disk(f)),
                                         "runs.jsonl": jsonl})
 
-    async def response(self, flow: http.HTTPFlow) -> None:
+    # Plain (not async) hooks: the write is synchronous, and mitmproxy calls a sync hook without
+    # creating and scheduling a coroutine per flow.
+    def response(self, flow: http.HTTPFlow) -> None:
         self.write(flow)
 
-    async def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow) -> None:
         if flow.response is None:  # otherwise the response hook already recorded it
             self.write(flow)
 
@@ -262,7 +264,9 @@ class Recorder:
 
     def close(self) -> None:
         if self.sink is not None:
-            self.release(list(self.held.values()))  # nothing held is ever dropped
+            # every held flow that was recorded goes to flows.mitm; one never answered (still in
+            # flight at shutdown) is in neither file
+            self.release(list(self.held.values()))
             self.sink.close()
             self.sink = None
 

@@ -36,9 +36,9 @@ def record_all(tmp_path, flows) -> list[dict]:
         async def go():
             for f in flows:
                 if f.response is not None:
-                    await rec.response(f)
+                    rec.response(f)
                 else:
-                    await rec.error(f)
+                    rec.error(f)
         asyncio.run(go())
         rec.done()
     return read_jsonl(tmp_path / "s" / "flows.jsonl")

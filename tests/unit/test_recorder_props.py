@@ -130,7 +130,7 @@ async def through_the_gateway(folder, method, path, req, resp, req_headers, stat
                 f.response.raw_content = resp[0]
         before = sans(f.get_state(), "metadata")
 
-        await (rec.error(f) if f.response is None else rec.response(f))
+        rec.error(f) if f.response is None else rec.response(f)
         assert sans(f.get_state(), "metadata") == before  # the recorder only reads
         rec.done()
     return f

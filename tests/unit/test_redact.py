@@ -48,7 +48,7 @@ def record(tmp_path, flows, **opts) -> dict:
                 routing.request(f)
                 f.response = live_response
                 before = f.get_state()
-                await rec.response(f)
+                rec.response(f)
                 assert f.get_state() | {"metadata": {}} == before | {"metadata": {}}  # live flow untouched
         asyncio.run(go())
         rec.done()
