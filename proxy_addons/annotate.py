@@ -16,7 +16,7 @@ from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
 from proxy_addons.lineage import LINEAGES, PingPongLineage
 from proxy_addons.recorder import Recorder, cached_record, request_body
-from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
+from proxy_addons.runs import Assignment, Exchange, Hop, Run, RunTracker
 
 log = logging.getLogger("hoptrace")
 BREAK_MARK = ":red_circle:"  # a service rejected (4xx it originated)
@@ -28,6 +28,18 @@ def run_fields(a: Assignment) -> dict:
     """The ``run`` field of a flows.jsonl record (as known when the request arrived)."""
     return {"id": a.run_id, "hop": a.hop, "from": a.sender, "to": a.to, "iteration": a.iteration,
             "evidence": a.evidence, "parent": a.parent}
+
+
+def hop_fields(run: Run, h: Hop) -> dict:
+    """The same fields for a hop of a finished run: its final placement."""
+    return {"id": run.run_id, "hop": h.hop, "from": h.sender, "to": h.to, "iteration": h.iteration,
+            "evidence": h.evidence, "parent": h.parent}
+
+
+def placement(flow_id: str, fields: dict) -> dict:
+    """A flows.jsonl ``placement`` record: the final ``run`` fields of a flow already recorded
+    with a provisional placement (docs/dump-format.md). The last one for a flow id wins."""
+    return {"type": "placement", "v": 1, "flow_id": flow_id, "run": fields}
 
 
 def break_mark(rec: dict) -> str | None:
@@ -111,23 +123,32 @@ class LiveRuns:
             self.recorder.release([flow])
 
     def _finish(self, run: Run) -> None:
-        """A run ended: its flows' final comments now; its diagnosis (log line, runs.jsonl) on
-        the next loop iteration, after the kick's answer has left."""
+        """A run ended: its flows' final comments and ``run`` fields now (a flow already in
+        flows.jsonl with a placement that changed gets a ``placement`` record after it); its
+        diagnosis (log line, runs.jsonl) on the next loop iteration, after the kick's answer has
+        left."""
         self.finished += 1
         self._report_later(run)
-        flows, changed = [], []
+        flows, changed, moved = [], [], []
         for h in run.hops:
             flow = self.flows.pop(h.flow_id, None)
             if flow is None:
                 continue
             flows.append(flow)
+            extra = flow.metadata.setdefault(flowmeta.RECORD, {})
+            final = hop_fields(run, h)
+            if extra.get("run") != final:  # a provisional placement was corrected at the end
+                extra["run"] = final  # what a record written from now on says
+                if flow.metadata.get(flowmeta.RECORDED):
+                    moved.append(placement(flow.id, final))
             comment = hop_comment(run, h)
-            if flow.comment != comment:  # a provisional placement was corrected at the end
+            if flow.comment != comment:
                 flow.comment = comment
                 flow.metadata[flowmeta.RUN] = run.run_id
                 changed.append(flow)
         if self.recorder is not None:
             self.recorder.release(flows)
+            self.recorder.write_placements(moved)
         if changed:
             ctx.master.addons.trigger(UpdateHook(changed))
 

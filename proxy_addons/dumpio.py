@@ -81,6 +81,8 @@ def _jsonl_records(p: Path, report: ReadReport) -> Iterator[dict]:
                 why = "cut last line (the writer stopped mid-record)" if cut else "not JSON"
                 report.skip(f"line {n}", why)
                 continue
+            if isinstance(rec, dict) and rec.get("type") == "placement":
+                continue  # a corrected run placement (docs/dump-format.md), not a flow
             if not isinstance(rec, dict) or rec.get("type", "flow") != "flow":
                 kind = rec.get("type") if isinstance(rec, dict) else type(rec).__name__
                 report.skip(f"line {n}", f"not a flow record ({kind!r})")

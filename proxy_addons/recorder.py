@@ -256,6 +256,14 @@ class Recorder:
             if self.held.pop(flow.id, None) is not None and flow.metadata.get(flowmeta.RECORDED):
                 self.sink.defer({"flows.mitm": flow})
 
+    def write_placements(self, records: list[dict]) -> None:
+        """Append corrected placements to flows.jsonl (deferred, like runs.jsonl: the flows'
+        own records, already written, stay valid on their own)."""
+        if records and self.sink is None:
+            self.open()
+        for rec in records:
+            self.sink.defer({"flows.jsonl": rec})
+
     def write_run(self, run: dict) -> None:
         """Append one finished run to runs.jsonl (deferred: no client waits on it)."""
         if self.sink is None:

@@ -19,7 +19,11 @@ def test_every_flow_commented_break_marked_runs_logged(start_stack):
     assert all(r.error is None for r in results)
     st.gateway.stop()  # clean shutdown: every record is flushed, the HAR written
 
-    recs = {r["flow_id"]: r for r in read_jsonl(st.session / "flows.jsonl")}
+    lines = read_jsonl(st.session / "flows.jsonl")
+    recs = {r["flow_id"]: r for r in lines if r.get("type", "flow") == "flow"}
+    final = {r["flow_id"]: r["run"] for r in lines if r.get("type", "flow") == "flow"}
+    final.update((r["flow_id"], r["run"]) for r in lines if r.get("type") == "placement")
+    assert {r.get("type", "flow") for r in lines} <= {"flow", "placement"}
     with open(st.session / "flows.mitm", "rb") as f:
         flows = list(io.FlowReader(f).stream())
     assert sorted(f.id for f in flows) == sorted(recs)  # each flow once
@@ -32,17 +36,16 @@ def test_every_flow_commented_break_marked_runs_logged(start_stack):
     answers = sorted(str(r.body) for r in results)
     assert sorted(str(_answer(k)) for k in kicks) == answers
 
-    run_ids = {r["run"] for r in runs}
     for run in runs:
         flow_ids = [h["flow_id"] for h in run["hops"]]
         for h in run["hops"]:
             fl = next(f for f in flows if f.id == h["flow_id"])
             frm = "client" if h["from"] == "client" else h["from"].upper()
             assert fl.comment.startswith(f"run {run['run']} · hop {h['hop']} · {frm}→{h['to'].upper()}")
-            # flows.jsonl holds the placement made on arrival: identical twin runs may have been
-            # swapped since (same hop, same state), runs.jsonl holds the final one
-            placed = recs[h["flow_id"]]["run"]
-            assert placed["hop"] == h["hop"] and placed["id"] in run_ids
+            # a record holds the placement made on arrival; identical twin runs may have been
+            # swapped since: a placement record after it then gives the final one
+            assert final[h["flow_id"]] == {"id": run["run"], **{k: h[k] for k in (
+                "hop", "from", "to", "iteration", "evidence", "parent")}}
         marked = [f.id for f in flows if f.id in flow_ids and f.marked]
         if run["outcome"] == "broken":
             brk = run["break"]
