@@ -88,8 +88,9 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
 
 
 def _records(session: Path) -> int:
+    """Flow records in flows.jsonl (``placement`` lines correct a run placement: not flows)."""
     with open(session / "flows.jsonl", "rb") as f:
-        return sum(1 for _ in f)
+        return sum(1 for line in f if not line.startswith(b'{"type":"placement"'))
 
 
 def _median(xs: list) -> float | None:

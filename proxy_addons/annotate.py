@@ -16,30 +16,14 @@ from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
 from proxy_addons.lineage import LINEAGES, PingPongLineage
 from proxy_addons.recorder import Recorder, cached_record, request_body
-from proxy_addons.runs import Assignment, Exchange, Hop, Run, RunTracker
+from proxy_addons.bodies import DEFAULT_MAX_BODY
+from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
+from proxy_addons.runs_model import ENGINE_HEADERS, hop_fields, placement, run_fields
 
 log = logging.getLogger("hoptrace")
 BREAK_MARK = ":red_circle:"  # a service rejected (4xx it originated)
 ERROR_MARK = ":warning:"  # a proxy-level failure (502/504, connection error)
 INJECTED_MARK = ":syringe:"  # the faults addon touched this flow (docs/faults.md)
-
-
-def run_fields(a: Assignment) -> dict:
-    """The ``run`` field of a flows.jsonl record (as known when the request arrived)."""
-    return {"id": a.run_id, "hop": a.hop, "from": a.sender, "to": a.to, "iteration": a.iteration,
-            "evidence": a.evidence, "parent": a.parent}
-
-
-def hop_fields(run: Run, h: Hop) -> dict:
-    """The same fields for a hop of a finished run: its final placement."""
-    return {"id": run.run_id, "hop": h.hop, "from": h.sender, "to": h.to, "iteration": h.iteration,
-            "evidence": h.evidence, "parent": h.parent}
-
-
-def placement(flow_id: str, fields: dict) -> dict:
-    """A flows.jsonl ``placement`` record: the final ``run`` fields of a flow already recorded
-    with a provisional placement (docs/dump-format.md). The last one for a flow id wins."""
-    return {"type": "placement", "v": 1, "flow_id": flow_id, "run": fields}
 
 
 def break_mark(rec: dict) -> str | None:
@@ -60,6 +44,9 @@ class LiveRuns:
         self.flows: dict[str, http.HTTPFlow] = {}  # open runs' flows, to fix comments at the end
         self.finished = 0
         self.to_report: list[Run] = []  # finished runs whose diagnosis is written next iteration
+        self.max_body = DEFAULT_MAX_BODY
+        self.pending: list[tuple[bool, http.HTTPFlow]] = []  # (is start, flow) for the engine
+        self.sync = False  # place each request in its own hook (see _check_sync)
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -69,6 +56,8 @@ class LiveRuns:
         )
 
     def configure(self, updated: set[str]) -> None:
+        if "hoptrace_max_body" in updated:  # the recorder's option: read once, not per flow
+            self.max_body = ctx.options.hoptrace_max_body
         if "hoptrace_lineage" in updated:
             name = ctx.options.hoptrace_lineage
             if name not in LINEAGES:
@@ -76,33 +65,85 @@ class LiveRuns:
                     f"hoptrace_lineage: unknown {name!r}; choose one of {', '.join(LINEAGES)}")
             if not isinstance(self.tracker.lineage, LINEAGES[name]):
                 self.tracker = RunTracker(LINEAGES[name]())
+        if {"hoptrace_faults", "hoptrace_view_max"} & updated:
+            self._check_sync()
+
+    def running(self) -> None:
+        self._check_sync()
+        self._show_comments()
+
+    def _check_sync(self) -> None:
+        """Placement must be made in the request hook itself when another addon selects flows by
+        their run as they arrive: fault rules (faults.py) or mitmweb's retention (retention.py)."""
+        opts = ctx.options
+        faults = "hoptrace_faults" in opts and bool(opts.hoptrace_faults)
+        view = ("hoptrace_view_max" in opts and bool(opts.hoptrace_view_max)
+                and ctx.master.addons.get("view") is not None)
+        self.sync = faults or view
 
     def request(self, flow: http.HTTPFlow) -> None:
-        service = flow.metadata.get(flowmeta.SERVICE)
-        if service is None:  # not routed to a service (e.g. the gateway's 404): not part of a run
+        """Queue the request for the engine; it is placed on the next loop iteration, while the
+        service works on it, so no request waits for the engine (unless ``sync``)."""
+        if flow.metadata.get(flowmeta.SERVICE) is None:  # not routed to a service (e.g. the
+            return  # gateway's 404): not part of a run
+        if self.recorder is not None:
+            self.recorder.hold(flow)
+        self._queue(True, flow)
+        if self.sync:
+            self._flush()
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        self._ended(flow)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        if flow.response is None:
+            self._ended(flow)
+
+    def _ended(self, flow: http.HTTPFlow) -> None:
+        """Queue the end for the engine, except a kick's: its run is finished here, before the
+        recorder writes it, so the kick goes to flows.mitm with its final comment and marker
+        before its answer leaves (docs/architecture.md, durability rule)."""
+        if flow.metadata.get(flowmeta.SERVICE) is None:
             return
+        if flowmeta.RUN not in flow.metadata:  # answered in the hook that queued it (a fault):
+            self._flush()  # its record needs its placement now
+        run = flow.metadata.get(flowmeta.RECORD, {}).get("run")
+        self._queue(False, flow)
+        if run is not None and run["parent"] is None:
+            self._flush()
+
+    def _queue(self, start: bool, flow: http.HTTPFlow) -> None:
+        """Events reach the engine in the order the hooks saw them, one loop iteration later."""
+        self.pending.append((start, flow))
+        if len(self.pending) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self._flush)
+            except RuntimeError:  # no loop (tests, shutdown): at once
+                self._flush()
+
+    def _flush(self) -> None:
+        while self.pending:
+            events, self.pending = self.pending, []
+            for start, flow in events:
+                if start:
+                    self._start(flow)
+                else:
+                    self._end(flow)
+
+    def _start(self, flow: http.HTTPFlow) -> None:
         req = flow.request
         peer = flow.client_conn.peername
         ex = Exchange(
-            flow_id=flow.id, started=req.timestamp_start, service=service, method=req.method,
-            path=req.path, request=_value(request_body(flow, ctx.options.hoptrace_max_body)),
-            headers=tuple(req.headers.items(multi=True)),
+            flow_id=flow.id, started=req.timestamp_start, service=flow.metadata[flowmeta.SERVICE],
+            method=req.method, path=req.path, request=_value(request_body(flow, self.max_body)),
+            headers=engine_headers(req.headers.fields),
             client=f"{peer[0]}:{peer[1]}" if peer else None,
         )
         a = self.tracker.start(ex)
         self.flows[flow.id] = flow
-        if self.recorder is not None:
-            self.recorder.hold(flow)
         self._annotate(flow, a)
         if ex.replay_of is not None:  # a `hoptrace replay` kick: link it to the original
             flow.metadata[flowmeta.RECORD]["replay_of"] = ex.replay_of
-
-    def response(self, flow: http.HTTPFlow) -> None:
-        self._end(flow)
-
-    def error(self, flow: http.HTTPFlow) -> None:
-        if flow.response is None:
-            self._end(flow)
 
     def _annotate(self, flow: http.HTTPFlow, a: Assignment) -> None:
         flow.comment = assignment_comment(a)
@@ -110,9 +151,7 @@ class LiveRuns:
         flow.metadata.setdefault(flowmeta.RECORD, {})["run"] = run_fields(a)
 
     def _end(self, flow: http.HTTPFlow) -> None:
-        if flow.metadata.get(flowmeta.RUN) is None:
-            return
-        rec = cached_record(flow)
+        rec = cached_record(flow)  # already built and written by the recorder
         mark = break_mark(rec)
         if mark:
             flow.marked = mark
@@ -152,7 +191,7 @@ class LiveRuns:
         if changed:
             ctx.master.addons.trigger(UpdateHook(changed))
 
-    def running(self) -> None:
+    def _show_comments(self) -> None:
         """In mitmweb, show the comment column (run · hop · A→B · iteration) unless the user
         chose the columns."""
         opts = ctx.options
@@ -178,9 +217,21 @@ class LiveRuns:
                 self.recorder.write_run(d.to_json())
 
     def done(self) -> None:
+        self._flush()
         for run in self.tracker.flush():
             self._finish(run)
         self._report()
+
+
+def engine_headers(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...]:
+    """The request headers the run engine reads (trace and replay headers), from the raw
+    fields: decoding every header of every flow for it cost more than the engine itself."""
+    out = []
+    for k, v in fields:
+        name = k.decode("utf-8", "surrogateescape")
+        if name.lower() in ENGINE_HEADERS:
+            out.append((name, v.decode("utf-8", "surrogateescape")))
+    return tuple(out)
 
 
 def _value(body: dict):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+
+import orjson
 
 # Bodies larger than this are cut in the record (the .mitm file keeps them whole).
 DEFAULT_MAX_BODY = 256 * 1024
@@ -46,10 +49,19 @@ def _not_json(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def strict_json(data: bytes):
     """``json.loads`` minus what would not survive being written back as UTF-8 JSON: NaN and
     Infinity (orjson would write them as null) and lone surrogates (``"\\ud800"``). Such a
-    body is recorded as text, exactly as it came."""
+    body is recorded as text, exactly as it came. orjson parses first (it refuses all of those
+    itself), unless the body may hold an int beyond 64 bits (orjson would make it a float)."""
+    if _LONG_DIGITS.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib decides: it accepts more (e.g. UTF-16), and says why not
     value = json.loads(data, parse_constant=_not_json)
     if b"\\ud" in data or b"\\uD" in data:  # a surrogate escape: check that the pairs were whole
         json.dumps(value, ensure_ascii=False).encode("utf-8")  # UnicodeEncodeError is a ValueError

@@ -95,9 +95,14 @@ class Faults:
                     f"hoptrace_faults: rule {n} {r.text!r}: service={r.service!r} is not a route "
                     f"({', '.join(sorted(known))})")
 
-    async def request(self, flow: http.HTTPFlow) -> None:
+    def request(self, flow: http.HTTPFlow):
+        """A plain hook: without rules (the usual case) it costs no coroutine per flow; with
+        rules it returns the coroutine that mitmproxy then awaits."""
         if not self.rules or flow.response is not None or flow.error is not None:
-            return
+            return None
+        return self._request(flow)
+
+    async def _request(self, flow: http.HTTPFlow) -> None:
         run = flow.metadata.get(flowmeta.RECORD, {}).get("run")
         ordinal = self._ordinal(run)
         service = flow.metadata.get(flowmeta.SERVICE)

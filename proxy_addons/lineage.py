@@ -21,6 +21,14 @@ GAVE_UP = ("partner_timeout", "partner_unreachable")  # services/app.py answers 
 DEFAULTS: dict[str, Any] = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
 
 
+_INT = {int}
+
+
+def _ints(values: list) -> bool:
+    """Every item is an int (not a bool): ``digits``, the common and long case. C-speed."""
+    return not values or set(map(type, values)) == _INT
+
+
 def _plain(value: Any) -> Any:
     """JSON value with integral floats written as ints, so ``5`` and ``5.0`` compare equal (the
     services' pydantic model turns an int ``avg`` into a float)."""
@@ -30,7 +38,7 @@ def _plain(value: Any) -> Any:
     if t is dict:
         return {k: _plain(v) for k, v in value.items()}
     if t is list:
-        if all(type(v) is int for v in value):  # digits: the common, long case
+        if _ints(value):  # digits: the common, long case
             return value
         return [_plain(v) for v in value]
     return value
@@ -151,9 +159,15 @@ def _payload(value: Any) -> dict | None:
     out = {**DEFAULTS, **value}
     out.pop("sequence", None)
     digits = out["digits"]
-    if not isinstance(digits, list) or not all(type(d) is int for d in digits):
+    return out if isinstance(digits, list) and _ints(digits) else None
+
+
+def _digit_count(value: Any) -> int | None:
+    """``len(_payload(value)["digits"])`` without building the payload."""
+    if not isinstance(value, dict):
         return None
-    return out
+    digits = value.get("digits", DEFAULTS["digits"])
+    return len(digits) if isinstance(digits, list) and _ints(digits) else None
 
 
 def stats_of(digits: list[int]) -> dict[str, Any]:
@@ -203,17 +217,15 @@ class PingPongLineage(Lineage):
         return None
 
     def iteration(self, service: str | None, payload: Any) -> int | None:
-        p = _payload(payload)
-        if p is None or service not in self.partners:
+        n = _digit_count(payload) if service in self.partners else None
+        if n is None:
             return None
-        n = len(p["digits"])
         return n + 1 if service == "a" else n
 
     def expected_hop(self, service: str | None, payload: Any) -> int | None:
-        p = _payload(payload)
-        if p is None or service not in self.partners:
+        n = _digit_count(payload) if service in self.partners else None
+        if n is None:
             return None
-        n = len(p["digits"])
         return 2 * n + 1 if service == "a" else 2 * n
 
     def answer_links(

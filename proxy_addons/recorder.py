@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import mitmproxy
+import orjson
 from mitmproxy import ctx, exceptions, http, io
 from mitmproxy.addons.savehar import SaveHar
 
@@ -41,9 +42,20 @@ def on_disk(flow: http.HTTPFlow) -> http.HTTPFlow:
     return flow if r is None else r.flow(flow)
 
 
+def header_value(msg: http.Message, name: bytes) -> str | None:
+    """``msg.headers.get(name)`` (several values joined by ", ") read straight from the raw
+    fields: ``name`` is lower-case bytes. Several times cheaper than mitmproxy's str view."""
+    values = [v for k, v in msg.headers.fields if k.lower() == name]
+    if not values:
+        return None
+    return ", ".join([v.decode("utf-8", "surrogateescape") for v in values])
+
+
 def message_body(msg: http.Message, max_bytes: int) -> dict:
-    ctype = msg.headers.get("content-type")
+    ctype = header_value(msg, b"content-type")
     ctype = utf8_safe(ctype)[0] if ctype else ctype
+    if not header_value(msg, b"content-encoding"):  # what get_content() does, without its look-up
+        return encode_body(msg.raw_content, ctype, max_bytes=max_bytes)
     try:
         return encode_body(msg.get_content(strict=True), ctype, max_bytes=max_bytes)
     except ValueError:
@@ -68,13 +80,22 @@ def request_body(flow: http.HTTPFlow, max_bytes: int) -> dict:
 
 
 def headers_list(headers) -> list[list[str]]:
-    return [[k, v] for k, v in headers.items(multi=True)]
+    """``headers.items(multi=True)`` as lists, decoded from the raw fields as mitmproxy does."""
+    return [[k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")]
+            for k, v in headers.fields]
 
 
 def make_utf8_safe(rec: dict) -> None:
     """Bytes that are not UTF-8 in the path, method, headers or reason (mitmproxy keeps them as
     surrogate escapes) are written as ``\\xNN``, and ``notes`` says where: otherwise the line
     could not be written as UTF-8 JSON at all."""
+    try:  # every such string is valid UTF-8 (nearly always): one C-speed check, nothing to fix
+        resp, err = rec.get("response") or {}, rec.get("error") or {}
+        orjson.dumps([rec["method"], rec["path"], rec["request"]["headers"], resp.get("headers"),
+                      resp.get("reason"), err.get("message")])
+        return
+    except orjson.JSONEncodeError:
+        pass
     notes = []
 
     def fix(where: str, text):
@@ -148,12 +169,15 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
     return rec
 
 
+_max_body = [DEFAULT_MAX_BODY]  # the option, as last configured (an option read costs µs per flow)
+
+
 def cached_record(flow: http.HTTPFlow) -> dict:
     """The flow's record, built once per flow however many addons ask for it (diagnosis reads
     it before the recorder writes it). Kept on the flow object, not in its saved state."""
     rec = getattr(flow, "_hoptrace_record", None)
     if rec is None:
-        rec = flow_record(flow, ctx.options.hoptrace_max_body)
+        rec = flow_record(flow, _max_body[0])
         flow._hoptrace_record = rec  # type: ignore[attr-defined]
     else:
         rec.update(flow.metadata.get(flowmeta.RECORD, {}))
@@ -181,6 +205,7 @@ class Recorder:
     def configure(self, updated: set[str]) -> None:
         if ctx.options.hoptrace_max_body < 0:
             raise exceptions.OptionsError("hoptrace_max_body must be >= 0")
+        _max_body[0] = ctx.options.hoptrace_max_body
         if self.sink is not None and {"hoptrace_dumps", "hoptrace_session"} & updated:
             self.close()  # a new folder chosen at run time: the next flows go there
             self.session = None

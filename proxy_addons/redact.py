@@ -45,6 +45,10 @@ class Redactor:
 
     def __init__(self, headers: set[str], paths: list[tuple[str, ...]], key: bytes) -> None:
         self.names = {h.lower() for h in headers}
+        # the same names as raw bytes, to test a message's raw header fields without decoding
+        # them (ASCII names only: bytes.lower() folds ASCII only)
+        ascii_only = all(n.isascii() for n in self.names)
+        self.raw_names = {n.encode() for n in self.names} if ascii_only else None
         self.paths = paths
         self.key = key
         # a body that is not whole JSON is redacted whole when it may hold a path: it holds the
@@ -97,7 +101,10 @@ class Redactor:
         return out, hit
 
     def headers(self, pairs: list[list[str]]) -> list[list[str]]:
-        return [[k, self.token(v.encode("utf-8", "surrogateescape")) if k.lower() in self.names else v]
+        names = self.names
+        if not names or names.isdisjoint([k.lower() for k, _ in pairs]):
+            return pairs  # nothing to redact (nearly always): no copy
+        return [[k, self.token(v.encode("utf-8", "surrogateescape")) if k.lower() in names else v]
                 for k, v in pairs]
 
     def body(self, body: dict) -> dict:
@@ -136,7 +143,11 @@ class Redactor:
         return copy
 
     def _message_needs(self, msg: http.Message) -> bool:
-        if any(k.lower() in self.names for k in msg.headers):
+        names = self.raw_names
+        if names is not None:
+            if names and not names.isdisjoint([k.lower() for k, _ in msg.headers.fields]):
+                return True
+        elif any(k.lower() in self.names for k in msg.headers):
             return True
         return bool(self.paths and msg.raw_content and (not self.hints or any(h in self._content(msg) for h in self.hints)))
 

@@ -30,7 +30,7 @@ class Route:
 
     @property
     def upstream(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"  # a few per flow: no need to cache
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.prefix) or path.split("?", 1)[0] == self.prefix.rstrip("/")
@@ -89,7 +89,10 @@ class Routing:
                 raise exceptions.OptionsError("routes: no route given")
 
     def route_for(self, path: str) -> Route | None:
-        return next((r for r in self.routes if r.matches(path)), None)
+        for r in self.routes:
+            if r.matches(path):
+                return r
+        return None
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response is not None or not self.routes:
@@ -99,6 +102,9 @@ class Routing:
             flow.response = not_found(flow.request.path, self.routes)
             flow.metadata[flowmeta.ORIGIN] = "gateway"
             return
-        flow.request.scheme, flow.request.host, flow.request.port = route.scheme, route.host, route.port
+        req = flow.request
+        req.scheme = route.scheme
+        req.data.port = route.port  # set quietly: the host setter below then updates the Host
+        req.host = route.host  # header / authority once, with the final scheme, host and port
         flow.metadata[flowmeta.SERVICE] = route.name
         flow.metadata[flowmeta.UPSTREAM] = route.upstream

@@ -10,6 +10,8 @@ from typing import Any
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}", re.I)
 # `hoptrace replay` sends it on the kick it re-sends: ``<run>/<hop>`` of the original run
 REPLAY_HEADER = "x-hoptrace-replay-of"
+# the request headers the run engine reads (the live gateway hands it only these)
+ENGINE_HEADERS = frozenset({"traceparent", "x-request-id", REPLAY_HEADER})
 
 
 def run_id_of(flow_id: str) -> str:
@@ -104,7 +106,7 @@ class Exchange:
         return None if self.ended is None else (self.ended - self.started) * 1000.0
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Assignment:
     """What the engine says about a request the moment it arrives (may be corrected later:
     the finished ``Run`` is authoritative)."""
@@ -149,3 +151,21 @@ class Run:
 
     def children(self, flow_id: str) -> list[Hop]:
         return [h for h in self.hops if h.parent == flow_id]
+
+
+def run_fields(a: Assignment) -> dict:
+    """The ``run`` field of a flows.jsonl record (as known when the request arrived)."""
+    return {"id": a.run_id, "hop": a.hop, "from": a.sender, "to": a.to, "iteration": a.iteration,
+            "evidence": a.evidence, "parent": a.parent}
+
+
+def hop_fields(run: Run, h: Hop) -> dict:
+    """The same fields for a hop of a finished run: its final placement."""
+    return {"id": run.run_id, "hop": h.hop, "from": h.sender, "to": h.to, "iteration": h.iteration,
+            "evidence": h.evidence, "parent": h.parent}
+
+
+def placement(flow_id: str, fields: dict) -> dict:
+    """A flows.jsonl ``placement`` record: the final ``run`` fields of a flow already recorded
+    with a provisional placement (docs/dump-format.md). The last one for a flow id wins."""
+    return {"type": "placement", "v": 1, "flow_id": flow_id, "run": fields}

@@ -55,22 +55,35 @@ class Sink:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._write_quietly(parts)
+            self.later.append(parts)
+            self.drain()
             return
         if not self.later:
             loop.call_soon(self.drain)
         self.later.append(parts)
 
     def drain(self) -> None:
+        """Write what was deferred: encoded item by item (one that fails is logged and skipped),
+        then one ``os.write`` per file for the lot."""
         later, self.later = self.later, []
+        batches: dict[str, list[bytes]] = {}
         for parts in later:
-            self._write_quietly(parts)
-
-    def _write_quietly(self, parts: dict[str, object]) -> None:
-        try:
-            self.write(parts)
-        except Exception:
-            pass  # already logged; nobody awaits this one
+            try:
+                encoded = [(name, self.encoders[name](obj)) for name, obj in parts.items()]
+            except Exception as exc:
+                self.failed += 1
+                log.error("hoptrace: a record could not be encoded: %s", exc)
+                continue
+            for name, data in encoded:
+                batches.setdefault(name, []).append(data)
+            self.written += 1
+        for name, chunks in batches.items():
+            try:
+                _write_all(self.fds[name], b"".join(chunks))
+            except Exception as exc:  # disk full, closed file …: say so loudly, never silently
+                self.failed += len(chunks)
+                log.error("hoptrace: %d deferred record(s) could not be written to %s: %s",
+                          len(chunks), name, exc)
 
     def close(self) -> None:
         self.drain()

@@ -2,8 +2,10 @@
 
 mitmproxy's encoder pushes every fragment onto a deque, one call per value (~200 calls and
 ~700 deque pushes per flow); encoding a flow was the largest single cost of recording. This one
-builds each container with one ``b"".join`` and exact-type dispatch. Anything unusual (a subclass
-of int or str, an unknown type) goes to mitmproxy's own encoder, so the output never differs.
+builds each container with one ``b"".join`` and exact-type dispatch, and remembers the encoding of
+short strings, byte strings and header pairs (dict keys, header names and values, methods, hosts:
+the same few values in every flow). Anything unusual (a subclass of int or str, an unknown type)
+goes to mitmproxy's own encoder, so the output never differs.
 """
 
 from __future__ import annotations
@@ -15,19 +17,44 @@ class Encoded(bytes):
     """Bytes already in tnetstring form, spliced in as they are (e.g. a cached connection)."""
 
 
+MEMO_MAX = 8192  # remembered encodings; the memo starts afresh when full
+SHORT = 64  # only str/bytes up to this length are remembered (ids and bodies are not worth it)
+# str, bytes or a header pair (bytes, bytes) → its encoding. Keys of these types never compare
+# equal to one another, so a hit is the value's own encoding (not so for ints/bools: 0 == False).
+_memo: dict = {}
+
+
+def _remember(value, data: bytes) -> bytes:
+    if len(_memo) >= MEMO_MAX:
+        _memo.clear()
+    _memo[value] = data
+    return data
+
+
 def dumps(value) -> bytes:
     t = type(value)
     if t is str:
+        hit = _memo.get(value)
+        if hit is not None:
+            return hit
         data = value.encode("utf8")
-        return b"%d:%s;" % (len(data), data)
+        out = b"%d:%s;" % (len(data), data)
+        return _remember(value, out) if len(value) <= SHORT else out
     if t is bytes:
-        return b"%d:%s," % (len(value), value)
+        if len(value) > SHORT:
+            return b"%d:%s," % (len(value), value)
+        hit = _memo.get(value)
+        return hit if hit is not None else _remember(value, b"%d:%s," % (len(value), value))
     if value is None:
         return b"0:~"
     if t is tuple and len(value) == 2 and type(value[0]) is bytes and type(value[1]) is bytes:
-        k, v = value  # a header: one call instead of three
+        hit = _memo.get(value)  # a header: one look-up for the pair
+        if hit is not None:
+            return hit
+        k, v = value
         data = b"%d:%s,%d:%s," % (len(k), k, len(v), v)
-        return b"%d:%s]" % (len(data), data)
+        out = b"%d:%s]" % (len(data), data)
+        return _remember(value, out) if len(k) + len(v) <= 2 * SHORT else out
     return _rest(value, t)
 
 
@@ -36,11 +63,7 @@ def _rest(value, t) -> bytes:
         # mitmproxy's encoder writes a dict's items last first: so do we
         parts = []
         for k, v in reversed(value.items()):
-            if type(k) is str:  # nearly every key: inline
-                kb = k.encode("utf8")
-                parts.append(b"%d:%s;" % (len(kb), kb))
-            else:
-                parts.append(dumps(k))
+            parts.append(_memo.get(k) or dumps(k))
             parts.append(dumps(v))
         data = b"".join(parts)
         return b"%d:%s}" % (len(data), data)

@@ -34,6 +34,7 @@ class FreshUpstream:
         self.idle_since: dict[str, float] = {}  # server connection id → unix time it went idle
         self.in_flight: Counter[str] = Counter()  # client connection id → requests not yet answered
         self.closed = 0
+        self.limit = 1.0  # s: hoptrace_upstream_idle_ms, as last configured
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -47,6 +48,7 @@ class FreshUpstream:
         if "hoptrace_upstream_idle_ms" in updated and ctx.options.hoptrace_upstream_idle_ms < 0:
             raise exceptions.OptionsError(
                 f"hoptrace_upstream_idle_ms must be >= 0, got {ctx.options.hoptrace_upstream_idle_ms}")
+        self.limit = ctx.options.hoptrace_upstream_idle_ms / 1000  # read once, not per request
 
     def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
         self.idle_since[data.server.id] = time.time()
@@ -87,7 +89,7 @@ class FreshUpstream:
         handler = proxyserver.connections.get(flow.client_conn.id) if proxyserver else None
         if handler is None:
             return
-        limit, now = ctx.options.hoptrace_upstream_idle_ms / 1000, time.time()
+        limit, now = self.limit, time.time()
         for conn in list(handler.transports):
             if not isinstance(conn, connection.Server) or not conn.connected:
                 continue

@@ -31,6 +31,11 @@ def kick_number(rec: dict) -> int | None:
     return int(value) if value is not None else None
 
 
+def placements(raw: bytes) -> int:
+    """Whole ``placement`` lines (corrected run placements, not flows: docs/dump-format.md)."""
+    return sum(1 for line in raw.split(b"\n") if line.startswith(b'{"type":"placement"'))
+
+
 def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_path):
     dumps = tmp_path / "dumps"
     st = start_stack(session=None, gateway_sets={"hoptrace_dumps": str(dumps), "hoptrace_har": "false"},
@@ -48,7 +53,8 @@ def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_p
 
     (session,) = dumps.iterdir()
     got = {k.number: k for k in kicks if k.status is not None}
-    assert len(got) >= 100 and all(k.answered_at <= killed_at for k in got.values())
+    # an answer the gateway wrote just before the kill may be read by the client just after it
+    assert len(got) >= 100 and all(k.answered_at <= killed_at + 2.0 for k in got.values())
     assert any(k.error for k in kicks)  # the kill really landed mid-load
 
     report = ReadReport()
@@ -61,7 +67,7 @@ def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_p
     # The readers take the real killed dump whole: every line read or reported, never an exception.
     raw = (session / "flows.jsonl").read_bytes()
     lines = raw.count(b"\n") + (0 if raw.endswith(b"\n") else 1)
-    assert report.read + len(report.skipped) == lines
+    assert report.read + len(report.skipped) + placements(raw) == lines
     assert all("cut last line" in s for s in report.skipped)
     mitm_report = ReadReport()
     mitm_ids = {r["flow_id"] for r in read_records(session / "flows.mitm", mitm_report)}
@@ -70,11 +76,12 @@ def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_p
     # … and a record cut mid-write (where a kill can land) is skipped and said, on a copy of it.
     cut = tmp_path / "cut"
     cut.mkdir()
-    (cut / "flows.jsonl").write_bytes(raw[: raw.rstrip(b"\n").rfind(b"\n") + 40])
+    cut_raw = raw[: raw.rstrip(b"\n").rfind(b"\n") + 40]
+    (cut / "flows.jsonl").write_bytes(cut_raw)
     mitm = (session / "flows.mitm").read_bytes()
     (cut / "flows.mitm").write_bytes(mitm[:-25])
     cut_report = ReadReport()
-    assert sum(1 for _ in read_records(cut / "flows.jsonl", cut_report)) == lines - 1
+    assert sum(1 for _ in read_records(cut / "flows.jsonl", cut_report)) == lines - 1 - placements(cut_raw)
     assert cut_report.skipped == [f"line {lines}: cut last line (the writer stopped mid-record)"]
     cut_mitm = ReadReport()
     whole = len(mitm_ids) - (0 if mitm_report.skipped else 1)  # the killed file may be cut already
