@@ -62,9 +62,19 @@ def _rest(value, t) -> bytes:
     if t is dict:
         # mitmproxy's encoder writes a dict's items last first: so do we
         parts = []
+        memo = _memo
         for k, v in reversed(value.items()):
-            parts.append(_memo.get(k) or dumps(k))
-            parts.append(dumps(v))
+            parts.append(memo.get(k) or dumps(k))
+            tv = type(v)  # the common values inline: no call for a remembered one or None
+            if tv is str or tv is bytes:
+                parts.append(memo.get(v) or dumps(v))
+            elif v is None:
+                parts.append(b"0:~")
+            elif tv is float:
+                f = repr(v).encode()
+                parts.append(b"%d:%s^" % (len(f), f))
+            else:
+                parts.append(dumps(v))
         data = b"".join(parts)
         return b"%d:%s}" % (len(data), data)
     if t is list or t is tuple:
