@@ -4,8 +4,12 @@ Bodies come from the services' own code: ``tests/unit/synth.py`` simulates a poo
 (FAIL_RATE 4/11, MAX_HOPS 100, as shipped). Those runs are then stamped out with fresh flow ids
 and clocks on ``--lanes`` concurrent clients, each kicking run after run, so runs interleave as
 under ``hoptrace kick -c LANES``; the records are merged into end order, as the gateway writes
-them. Headers are the ones httpx and uvicorn send. Only orjson and dict copies per record: about a
-million records in well under a minute.
+them. Headers are the ones httpx and uvicorn send.
+
+Each record carries the ``run`` field the live gateway would have written, and placement records
+follow the corrections, as the gateway writes them (tests/unit/synth_placement.py: every exchange
+goes through the run engine as start/end events in time order, never the ground truth). That
+engine pass is most of the cost: about two minutes for a million records, once (cached).
 """
 
 from __future__ import annotations
@@ -20,13 +24,18 @@ from pathlib import Path
 import orjson
 
 from proxy_addons.kick import SEED_KICK
+from proxy_addons.runs_model import Exchange, placement
 from tests.unit.synth import Synth
+from tests.unit.synth_placement import gateway_order
 
 REQ_HEADERS = [["host", "127.0.0.1:8000"], ["accept", "*/*"], ["accept-encoding", "gzip, deflate"],
                ["connection", "keep-alive"], ["user-agent", "python-httpx/0.28.1"]]
 
 
-def template_runs(pool: int, seed: int) -> list[list[tuple[float, float, bytes]]]:
+Piece = tuple[Exchange, bytes]  # the exchange (clock from 0) and the record's JSON after ``client``
+
+
+def template_runs(pool: int, seed: int) -> list[list[Piece]]:
     """``pool`` simulated runs, each a list of record pieces in end order, clocks from 0."""
     s = Synth(seed=seed)
     for _ in range(pool):
@@ -45,45 +54,56 @@ def template_runs(pool: int, seed: int) -> list[list[tuple[float, float, bytes]]
     return [[_pieces(r) for r in sorted(recs, key=lambda r: r["ended"])] for recs in by_kick.values()]
 
 
-def _pieces(rec: dict) -> tuple[float, float, bytes]:
-    """(started, ended, the record's JSON after its ``client`` field): only the flow id, the
-    clock and the client port change from copy to copy."""
+def _pieces(rec: dict) -> Piece:
+    """(the exchange, the record's JSON after its ``client`` field): only the flow id, the clock
+    and the client port change from copy to copy."""
     keys = list(rec)
     rest = {k: rec[k] for k in keys[keys.index("client") + 1:]}
     tail = orjson.dumps(rest, option=orjson.OPT_APPEND_NEWLINE)[1:]
-    return rec["started"], rec["ended"], b'"duration_ms":%r,' % rec["duration_ms"] + tail
+    return Exchange.from_record(rec), b'"duration_ms":%r,' % rec["duration_ms"] + tail
 
 
-def lane(templates: list[list[dict]], rng: random.Random, t0: float, hops: int) -> Iterator[tuple[float, bytes]]:
-    """One client kicking runs back to back until ``hops`` hops: (ended, line) in end order."""
+def lane(templates: list[list[Piece]], rng: random.Random, t0: float, hops: int
+         ) -> Iterator[tuple[float, Exchange, bytes, bytes]]:
+    """One client kicking runs back to back until ``hops`` hops: (ended, exchange, the line
+    before its ``run`` field, the line after it) in end order."""
     t, done = t0, 0
     while done < hops:
         recs = templates[rng.randrange(len(templates))]
         end = t
-        for started, ended, tail in recs:
-            fid = b"%032x" % rng.getrandbits(128)
-            started, ended = t + started, t + ended
+        for x, tail in recs:
+            h = "%032x" % rng.getrandbits(128)
+            fid = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+            started, ended = t + x.started, t + x.ended
             end = max(end, ended)
-            yield ended, b'{"type":"flow","v":1,"flow_id":"%s-%s-%s-%s-%s","started":%r,"ended":%r,%s' % (
-                fid[:8], fid[8:12], fid[12:16], fid[16:20], fid[20:], started, ended,
-                b'"client":"127.0.0.1:%d",' % rng.randint(30000, 60000) + tail)
+            client = "127.0.0.1:%d" % rng.randint(30000, 60000)
+            ex = Exchange(fid, started, x.service, x.method, x.path, x.request, x.headers, client, ended,
+                          x.status, x.response, x.response_exact, x.error, x.origin, x.injected)
+            head = b'{"type":"flow","v":1,"flow_id":"%s","started":%r,"ended":%r,"client":"%s",' % (
+                fid.encode(), started, ended, client.encode())
+            yield ended, ex, head, tail
         done += len(recs)
         t = end + rng.uniform(0.0001, 0.002)
 
 
 def write_dump(out: Path, hops: int, lanes: int = 50, pool: int = 4000, seed: int = 1) -> int:
-    """Write about ``hops`` hops (whole runs) to ``out``; returns the records written."""
+    """Write about ``hops`` hops (whole runs) to ``out``; returns the flow records written."""
     templates = template_runs(pool, seed)
     rng = random.Random(seed)
     t0 = 1_790_000_000.0
     per_lane = -(-hops // lanes)
     gens = [lane(templates, random.Random(rng.getrandbits(64)), t0 + rng.uniform(0, 0.01), per_lane)
             for _ in range(lanes)]
+    merged = ((ex, (head, tail)) for _, ex, head, tail in heapq.merge(*gens, key=lambda e: e[0]))
     n = 0
     with open(out, "wb", buffering=1 << 20) as f:
-        for _, line in heapq.merge(*gens, key=lambda e: e[0]):
-            f.write(line)
-            n += 1
+        for kind, what, fields in gateway_order(merged):
+            if kind == "flow":
+                head, tail = what
+                f.write(head + b'"run":' + orjson.dumps(fields) + b"," + tail)
+                n += 1
+            else:
+                f.write(orjson.dumps(placement(what, fields), option=orjson.OPT_APPEND_NEWLINE))
     return n
 
 

@@ -194,6 +194,14 @@ class Summary:
         self.outcomes[d.outcome] += 1
         self.lengths[len(d.run.hops)] += 1
 
+    def merge(self, other: Summary) -> None:
+        """Add the counts of another part of the same report (report_parallel: one per core)."""
+        for mine, theirs in zip(self._counters(), other._counters(), strict=True):
+            mine.update(theirs)
+
+    def _counters(self) -> tuple[Counter, ...]:
+        return self.received, self.breaks, self.errors, self.injected, self.outcomes, self.lengths
+
     def to_json(self) -> dict:
         b, e, i = self.breaks, self.errors, self.injected
         return {

@@ -18,10 +18,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from proxy_addons.diagnosis import Diagnosis, Summary, diagnose, summarize
 from proxy_addons.dumpio import ReadReport, read_records, resolve
 from proxy_addons.lineage import LINEAGES, Lineage, PingPongLineage
+from proxy_addons.report_parallel import WorkerError, placed, stream_placed
 from proxy_addons.runs import iter_runs, reconstruct
 from proxy_addons.sink import jsonl
 
 FORMATS = ("text", "json", "html")
+DEFAULT_LINEAGE = "pingpong"  # the gateway's default: its placement is what the fast path reads
 
 
 class ReportError(Exception):
@@ -100,10 +102,15 @@ def build(path: str | Path, lineage: Lineage | None = None, progress: bool = Fal
     return Report([diagnose(r, lin) for r in runs], read)
 
 
-def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress: bool = False) -> tuple[int, ReadReport]:
+def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress: bool = False,
+                reconstruct: bool = False) -> tuple[int, ReadReport]:
     """The JSON contract written run by run as each run finishes, holding only the open runs:
     memory stays flat however large the dump. Runs come in the order they ended (``build``
-    sorts them by kick); ``source``, ``read`` and ``summary`` follow ``runs``. ``out`` is binary."""
+    sorts them by kick); ``source``, ``read``, ``placement`` and ``summary`` follow ``runs``.
+    ``out`` is binary. A flows.jsonl written by our gateway carries each hop's placement: the
+    runs are then taken from it, on every core (report_parallel.py), unless ``reconstruct``."""
+    if not reconstruct and placed(path):
+        return stream_placed(path, out, lineage)
     lin = lineage or PingPongLineage()
     read, summary, n = ReadReport(), Summary(), 0
     out.write(b'{"runs": [')
@@ -114,7 +121,7 @@ def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress:
             out.write((b",\n" if n else b"\n") + jsonl(d.to_json()).rstrip(b"\n"))
             n += 1
     tail = {"source": read.source, "read": {"records": read.read, "skipped": list(read.skipped)},
-            "summary": summary.to_json()}
+            "placement": "engine", "summary": summary.to_json()}
     out.write(b"\n], " + jsonl(tail)[1:])
     return n, read
 
@@ -187,13 +194,14 @@ def _cmd_stream_json(args: argparse.Namespace, err: Console) -> int:
         resolve(args.path)  # a bad path fails before any output
         out = open(args.output, "wb") if args.output else sys.stdout.buffer
         try:
-            n, read = stream_json(args.path, out, LINEAGES[args.lineage](), sys.stderr.isatty())
+            n, read = stream_json(args.path, out, LINEAGES[args.lineage](), sys.stderr.isatty(),
+                                  reconstruct=args.reconstruct or args.lineage != DEFAULT_LINEAGE)
         finally:
             if args.output:
                 out.close()
             else:
                 out.flush()
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except (FileNotFoundError, IsADirectoryError, PermissionError, WorkerError) as exc:
         err.print(f"[bold red]hoptrace report:[/] {exc}", highlight=False, markup=True)
         return 2
     if args.output:
@@ -211,8 +219,12 @@ def add_parser(sub) -> None:
     r.add_argument("--run", default=None, metavar="R", help="one run's timeline (id or unique prefix)")
     r.add_argument("--format", choices=FORMATS, default="text", help="text (default), json or html")
     r.add_argument("-o", "--output", type=Path, default=None, help="write to FILE instead of stdout")
-    r.add_argument("--lineage", choices=sorted(LINEAGES), default="pingpong",
-                   help="how a service's output follows its input (any = nesting and timing only)")
+    r.add_argument("--lineage", choices=sorted(LINEAGES), default=DEFAULT_LINEAGE,
+                   help="how a service's output follows its input (any = nesting and timing only); "
+                        "another than the default rebuilds the runs (as --reconstruct)")
+    r.add_argument("--reconstruct", action="store_true",
+                   help="--format json: rebuild every run with the run engine instead of taking the "
+                        "placement the gateway wrote into flows.jsonl (slower, one core)")
     r.add_argument("--stats", action="store_true",
                    help="break rate per service and iteration with Wilson intervals, run lengths")
     r.add_argument("--fail-rate", type=float, default=None, metavar="R",

@@ -1,0 +1,294 @@
+"""PURE: runs from the placement the live gateway already wrote into flows.jsonl, without the run
+engine: group the records by their ``run`` field's ``id``, a later ``placement`` record overriding
+a flow's field (docs/dump-format.md), and order each run depth-first as ``runs_index.walk`` does.
+
+A run is complete once its kick (the hop without a parent) has been read — records come in end
+order and the kick ends last — except for *late* hops (under a partner that timed out) and
+placement records, which come after it: so a run is handed out once the newest end read is more
+than the horizon past its kick's end (1.5 × the longest exchange read + ``runs.SKEW``, as
+``iter_runs`` waits), then forgotten. Memory: the open runs.
+
+What the fast path does not trust goes through the engine instead, and is said in ``notes``:
+records without a ``run`` field (e.g. the gateway's own 404, which is outside every run) are fed
+to one streaming engine (``runs_replay.Replay``), exactly as the full report would place them; a
+run whose fields do not hold together (two kicks, a parent outside the run, hop numbers or
+senders that do not follow the parents, a kick the engine would not have made) is rebuilt by the
+engine from its own records. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable
+
+from proxy_addons.lineage import Lineage, PingPongLineage
+from proxy_addons.runs import SKEW
+from proxy_addons.runs_model import Exchange, Hop, Run, run_id_of
+from proxy_addons.records_typed import headers_of
+from proxy_addons.runs_replay import Replay, start_view
+
+RUN_KEYS = ("id", "hop", "from", "to", "iteration", "evidence", "parent")
+KICK_EVIDENCE = ("kick", "timing")  # a finished run's first hop: a kick, or an orphan (partial)
+
+
+class Item:
+    """One flow record: its exchange, its (final so far) run fields, where it is in the file,
+    and its request headers when still unread (JSON bytes, ``records_typed``)."""
+
+    __slots__ = ("ex", "fields", "pos", "raw")
+
+    def __init__(self, ex: Exchange, fields: dict, pos: int, raw=None) -> None:
+        self.ex, self.fields, self.pos, self.raw = ex, fields, pos, raw
+
+    def read_headers(self) -> Exchange:
+        if self.raw is not None:
+            self.ex.headers, self.raw = headers_of(self.raw), None
+        return self.ex
+
+
+def valid_fields(run) -> bool:
+    """Worth grouping on (the other keys are checked when the run is assembled)."""
+    return type(run) is dict and type(run.get("id")) is str and "parent" in run
+
+
+class Inconsistent(ValueError):
+    """A run's fields do not hold together; the message says why."""
+
+
+def assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
+    """The ``Run`` the fields describe, hops depth-first (children in start order)."""
+    try:
+        return _assemble(run_id, items, lineage)
+    except (KeyError, TypeError) as exc:
+        raise Inconsistent(f"a run field is missing or of the wrong type: {exc}") from None
+
+
+def _assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
+    if len(items) == 1:  # a run of one hop (a kick refused at once): a third of all runs
+        kick = items[0]
+        if kick.fields["parent"] is not None:
+            raise Inconsistent("no kick")
+        return _run(run_id, kick, [], lineage)
+    children: dict[str, list[Item]] = {}
+    kick = None
+    for it in items:
+        parent = it.fields["parent"]
+        if parent is None:
+            if kick is not None:
+                raise Inconsistent("two kicks")
+            kick = it
+        elif parent in children:
+            children[parent].append(it)
+        else:
+            children[parent] = [it]
+    if kick is None:
+        raise Inconsistent("no kick")
+    return _run(run_id, kick, children, lineage, len(items))
+
+
+def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run:
+    """Walk the tree from the kick, checking each hop against its parent."""
+    kf, kex = kick.fields, kick.read_headers()  # a kick's headers may say it is a replay
+    if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
+            run_id_of(kex.flow_id) != run_id):
+        raise Inconsistent("its kick is not a kick")
+    hops: list[Hop] = []
+    stack = [(kick, 0, "client")]
+    while stack:
+        it, hop, sender = stack.pop()
+        f, ex = it.fields, it.ex
+        if f["hop"] != hop + 1 or f["from"] != sender or f["to"] != ex.service:
+            raise Inconsistent(f"hop {f['hop']} does not follow its parent")
+        hops.append(Hop(hop + 1, ex.flow_id, sender, ex.service, f["parent"], f["evidence"],
+                        f["iteration"], ex))
+        kids = children.get(ex.flow_id) if children else None
+        if kids:
+            if len(kids) > 1:
+                kids = sorted(kids, key=_started, reverse=True)
+            stack.extend([(c, hop + 1, ex.service or "?") for c in kids])
+    if len(hops) != n:
+        raise Inconsistent("a parent outside the run")
+    expected = lineage.expected_hop(kex.service, kex.request)
+    partial = kf["evidence"] == "timing" or (expected is not None and expected > 1)
+    return Run(run_id, hops, partial=partial, in_flight=kex.ended is None)
+
+
+def _started(it: Item) -> float:
+    return it.ex.started
+
+
+def rebuild(items: Iterable[Item], lineage: Lineage) -> list[Run]:
+    """The engine over just these records (in file order): what their fields could not say."""
+    replay = Replay(lineage)
+    runs: list[Run] = []
+    for it in sorted(items, key=lambda i: i.pos):
+        runs.extend(replay.feed(it.read_headers()))
+    return runs + replay.close()
+
+
+Out = tuple[Run, int, str | None]  # (run, file position of the kick that made it due, a note)
+
+
+class FastRuns:
+    """Feed ``flow``/``placement`` records in file order (``pos``: where each one is); each call
+    returns the runs now complete as (run, position of its kick, note). ``close`` at the end of
+    the dump hands out the rest. A reader of one byte range of a dump (report_parallel) passes
+    ``first``: the runs that may have records before it are set aside instead, and ``stop``
+    gives every record it could not use, for the caller to join with the other readers'."""
+
+    def __init__(self, lineage: Lineage | None = None, horizon: float | None = None,
+                 first: int | None = None, own_end: float = math.inf) -> None:
+        self.lineage = lineage or PingPongLineage()
+        self.horizon = horizon
+        self.groups: dict[str, dict[str, Item]] = {}
+        self.items: dict[str, Item] = {}  # flow id → item, while its run is open
+        self.due: list[tuple[float, str, int]] = []  # (kick end + horizon, run id, kick position)
+        self.owned_due = 0  # entries of ``due`` whose kick lies before ``own_end``
+        self.own_end = own_end
+        self.engine = Replay(self.lineage)  # for records without a run field
+        self.engine_pos: dict[str, int] = {}
+        self.orphans: list[tuple[int, str, dict]] = []  # placements for flows not seen (open)
+        self.first = first  # a range reader: the position it started at
+        self.first_end: float | None = None
+        self.early: list[Item] = []  # records of runs that may reach before ``first``
+        self.claimed: list[str] = []  # flows past ``own_end`` in runs handed out here
+
+    # --- input ---------------------------------------------------------------------------------
+    def flow(self, ex: Exchange, run, pos: int, raw=None) -> list[Out]:
+        """A flow record (``raw``: its request headers, if not read yet)."""
+        ended = ex.ended
+        if ended is None:
+            ex = start_view(ex)  # all the engine knows of an exchange that never ended
+        elif self.first_end is None:
+            self.first_end = ended
+        fid = ex.flow_id
+        if type(run) is not dict or type(run.get("id")) is not str or "parent" not in run:
+            if raw is not None:
+                ex.headers = headers_of(raw)
+            self.engine_pos[fid] = pos
+            out = self._from_engine(self.engine.feed(ex))
+        elif fid in self.items:  # a repeated record: the first one counts (as the engine)
+            return []
+        else:
+            it = self.items[fid] = Item(ex, run, pos, raw)
+            group = self.groups.get(run["id"])
+            if group is None:
+                self.groups[run["id"]] = {fid: it}
+            else:
+                group[fid] = it
+            if run["parent"] is None:
+                self._schedule(it, run["id"])
+            out = []
+        due = self.due
+        if due and ended is not None and due[0][0] < ended:
+            out.extend(self._due(ended))
+        return out
+
+    def placement(self, flow_id: str, run, pos: int) -> list[Out]:
+        """A corrected placement: the last one for a flow wins."""
+        if not valid_fields(run):
+            return []
+        it = self.items.get(flow_id)
+        if it is None:
+            self.orphans.append((pos, flow_id, run))
+            return []
+        old = it.fields["id"]
+        it.fields = run
+        if run["id"] != old:
+            group = self.groups.get(old)
+            if group is not None:
+                group.pop(flow_id, None)
+                if not group:
+                    del self.groups[old]
+            self.groups.setdefault(run["id"], {})[flow_id] = it
+        if run["parent"] is None:
+            self._schedule(it, run["id"])
+        return []
+
+    def _schedule(self, kick: Item, rid: str) -> None:
+        """Due once the reading is past the kick's end + the horizon: 1.5 × the kick's duration
+        + SKEW by default (it outlasts every hop but late ones; a function of the run alone, so
+        any reader of the dump decides alike)."""
+        ex = kick.ex
+        if ex.ended is None:
+            return  # in flight: at the end
+        horizon = self.horizon if self.horizon is not None else 1.5 * (ex.ended - ex.started) + SKEW
+        heapq.heappush(self.due, (ex.ended + horizon, kick.pos, rid, kick))
+        self.owned_due += kick.pos < self.own_end
+
+    # --- output --------------------------------------------------------------------------------
+    def _due(self, now: float) -> list[Out]:
+        out: list[Out] = []
+        due, items = self.due, self.items
+        while due and due[0][0] < now:
+            _, pos, rid, kick = heapq.heappop(due)
+            self.owned_due -= pos < self.own_end
+            f = kick.fields
+            if f["parent"] is not None or f["id"] != rid or items.get(kick.ex.flow_id) is not kick:
+                continue  # moved since (a placement): its own entry decides
+            if pos >= self.own_end:  # the next reader's run: our records of it go to the join
+                self.early.extend(it for it in self._forget(rid).values() if it.pos < self.own_end)
+                continue
+            if self.first is not None and kick.ex.started <= self.first_end + SKEW:
+                self.early.extend(self._forget(rid).values())  # it may have records before us
+                continue
+            group = list(self._forget(rid).values())
+            if self.own_end != math.inf:  # records past our range: the next reader saw them too
+                self.claimed.extend(it.ex.flow_id for it in group if it.pos >= self.own_end)
+            out.extend(self.emit(rid, group, pos))
+        return out
+
+    def _forget(self, rid: str) -> dict[str, Item]:
+        group = self.groups.pop(rid)
+        for fid in group:
+            self.items.pop(fid, None)
+        return group
+
+    def emit(self, rid: str, items: list[Item], pos: int) -> list[Out]:
+        """One run from its records; the engine when their fields do not hold together."""
+        try:
+            return [(assemble(rid, items, self.lineage), pos, None)]
+        except Inconsistent as exc:
+            note = (f"run {rid}: the run fields of its {len(items)} record(s) do not hold together "
+                    f"({exc}); rebuilt by the engine")
+            return [(r, pos, note if i == 0 else None) for i, r in enumerate(rebuild(items, self.lineage))]
+
+    def _from_engine(self, runs: list[Run]) -> list[Out]:
+        out: list[Out] = []
+        for run in runs:
+            pos = self.engine_pos.get(run.kick.flow_id, -1)
+            for h in run.hops:
+                if h.exchange.ended is not None:
+                    self.engine_pos.pop(h.flow_id, None)
+            out.append((run, pos, None))
+        return out
+
+    def close(self) -> list[Out]:
+        """The end of the dump: every run still open, in flight ones included."""
+        left, out = self.stop()
+        return out + join(left, [], self.lineage)
+
+    def stop(self) -> tuple[list[Item], list[Out]]:
+        """(the records of every run not handed out, the engine's remaining runs)."""
+        left = [it for group in self.groups.values() for it in group.values()] + self.early
+        self.groups, self.items, self.early, self.due = {}, {}, [], []
+        return left, self._from_engine(self.engine.close())
+
+
+def join(items: list[Item], orphans: list[tuple[int, str, dict]], lineage: Lineage) -> list[Out]:
+    """Runs from records set aside by one or several readers, with the placement records none of
+    them could apply (applied in file order, so the last one wins)."""
+    by_fid = {it.ex.flow_id: it for it in items}
+    for _, fid, run in sorted(orphans, key=lambda o: o[0]):
+        if fid in by_fid:
+            by_fid[fid].fields = run
+    groups: dict[str, list[Item]] = {}
+    for it in sorted(by_fid.values(), key=lambda i: i.pos):
+        groups.setdefault(it.fields["id"], []).append(it)
+    fr = FastRuns(lineage)
+    out: list[Out] = []
+    for rid, group in groups.items():
+        kick = next((it.pos for it in group if it.fields["parent"] is None), group[-1].pos)
+        out.extend(fr.emit(rid, group, kick))
+    return sorted(out, key=lambda o: o[1])

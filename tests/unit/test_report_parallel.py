@@ -1,0 +1,98 @@
+"""The fast report on several cores: a dump cut into byte ranges, one reader each, gives what one
+reader gives (same runs, same summary, same read counts), also when ranges are so small that
+runs straddle them; damage is reported once, with the line number the engine gives; a reader
+that dies is a clear error and leaves no temporary file."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+from proxy_addons import report_parallel
+from proxy_addons.report import build, render
+from proxy_addons.report_parallel import WorkerError, ranges, stream_placed
+from tests.unit.synth import Synth, cut_at
+from tests.unit.synth_placement import with_placements
+from tests.unit.test_runs_fast import assert_same_as_engine
+
+T0 = 1_764_000_000.0
+
+
+@pytest.fixture(scope="module")
+def dump() -> list[dict]:
+    """20 clients kicking identical runs back to back (twins), with partner timeouts and
+    injected faults; read while the last runs are in flight."""
+    s, rng = Synth(seed=9, max_hops=14, timeout=0.03, slow_rate=0.03, inject_rate=0.03), random.Random(9)
+    for lane in range(20):
+        t = T0 + rng.uniform(0, 0.01)
+        for _ in range(12):
+            kick = s.kick(t, {"digits": []})
+            t = max(r["ended"] for r in s.records if r["flow_id"] == kick) + rng.uniform(0.0001, 0.01)
+    end = max(r["ended"] for r in s.records)
+    return with_placements(cut_at(s, end - 0.08)[0])
+
+
+def write(path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def report(path, **kw) -> dict:
+    out = path.with_suffix(f".{kw.get('workers', 1)}.json")
+    with open(out, "wb") as f:
+        stream_placed(path, f, **kw)
+    return json.loads(out.read_text())
+
+
+def keyed(doc: dict) -> dict:
+    return {(r["run"], r["hops"][0]["flow_id"]): r for r in doc["runs"]}
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_any_number_of_ranges_gives_the_single_reader_report(tmp_path, dump, workers):
+    p = tmp_path / "flows.jsonl"
+    write(p, [json.dumps(r) for r in dump])
+    cuts = ranges(p, workers)
+    assert len(cuts) == workers  # tiny ranges: runs straddle every cut
+    single, split = report(p, workers=1, min_bytes=0), report(p, workers=workers, min_bytes=0)
+    assert len(split["runs"]) == len(single["runs"]) == len(keyed(single))
+    assert keyed(split) == keyed(single)
+    assert split["summary"] == single["summary"] and split["read"] == single["read"]
+    assert single["summary"]["outcomes"]["in_flight"] > 0
+    assert_same_as_engine(single, json.loads(render(build(p), "json")))
+
+
+def test_damage_is_reported_once_with_the_engines_line_numbers(tmp_path, dump):
+    lines = [json.dumps(r) for r in dump]
+    lines.insert(len(lines) // 3, "this is not json")
+    lines.insert(2 * len(lines) // 3, json.dumps({"type": "heartbeat", "t": 1}))
+    lines.insert(len(lines) // 2, "")
+    p = tmp_path / "flows.jsonl"
+    p.write_text("\n".join(lines) + "\n" + lines[-1][: len(lines[-1]) // 2])  # cut last line
+    engine = json.loads(render(build(p), "json"))
+    assert len(engine["read"]["skipped"]) == 3
+    for workers in (1, 4):
+        got = report(p, workers=workers, min_bytes=0)
+        assert got["read"] == engine["read"], workers
+        assert_same_as_engine(got, engine)
+
+
+def test_a_reader_that_dies_is_a_clear_error_and_leaves_nothing(tmp_path, dump, monkeypatch):
+    p = tmp_path / "flows.jsonl"
+    write(p, [json.dumps(r) for r in dump])
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(report_parallel.tempfile, "tempdir", str(tmp))
+
+    def die(path, start, *rest):
+        if start > 0:
+            os._exit(3)  # as if killed (the OOM killer, a signal)
+        return real(path, start, *rest)
+
+    real = report_parallel.scan
+    monkeypatch.setattr(report_parallel, "scan", die)
+    with open(tmp_path / "out.json", "wb") as out, pytest.raises(WorkerError, match="worker died"):
+        stream_placed(p, out, workers=2, min_bytes=0)
+    assert os.listdir(tmp) == []
