@@ -1,13 +1,15 @@
 """Report speed: ``hoptrace report --format json`` over a synthetic 1,000,000-hop flows.jsonl.
 
-``python -m bench.report_speed`` writes the dump once (bench/synth_dump.py; kept in
-``bench/.cache/`` for the next time), then runs, each as its own child process, timed by wall clock
-with its peak RSS taken from ``os.wait4``:
-  report   the real command, its JSON to /dev/null
-           (wall clock and CPU time: on a shared machine the CPU time is the steadier figure)
-  engine   the offline path alone, streaming: dumpio.read_records → runs.iter_runs → diagnose
-           → one JSON line per run to /dev/null (what a streaming report costs at least)
-Each is bounded by ``--time-limit`` (killed past it) and ``--mem-limit`` (address space).
+``python -m bench.report_speed`` writes the dump once (bench/synth_dump.py: with the run fields and
+placement records the live gateway writes; kept in ``bench/.cache/`` for the next time), then runs,
+each as its own child process, timed by wall clock and CPU time (children included; on a shared
+machine the CPU time is the steadier figure), its peak RSS the largest single process's (from
+``os.wait4``) and the whole process tree's (its processes' RSS summed, sampled every 50 ms):
+  report       the real command, its JSON to /dev/null: the gateway's placement, every core
+  reconstruct  the same with ``--reconstruct``: every run rebuilt by the run engine, one core
+  engine       (only with ``--only engine``) the engine alone, streaming: dumpio.read_records →
+               runs.iter_runs → diagnose → one JSON line per run to /dev/null
+Each is bounded by ``--time-limit`` (killed past it) and ``--mem-limit`` (address space, per process).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                          preexec_fn=cap)
     deadline = t0 + limit
+    tree = 0
     while True:
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
         if pid:
@@ -45,12 +48,33 @@ def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
             os.killpg(p.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(p.pid, 0)
             break
+        tree = max(tree, group_rss(p.pid))
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")[-500:] if p.stderr else ""
     return {"cmd": " ".join(cmd[1:]), "seconds": round(wall, 2),
             "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "peak_tree_rss_mb": round(tree / 2**20, 1),
             "exit": os.waitstatus_to_exitcode(status), "timed_out": wall > limit, "stderr_tail": err}
+
+
+def group_rss(pgid: int) -> int:
+    """Bytes resident in every process of the process group ``pgid`` (a report and its workers)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[2]) != pgid:  # after the name: state, ppid, pgrp
+                continue
+            with open(f"/proc/{entry}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def engine(path: str) -> None:
@@ -73,32 +97,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time-limit", type=float, default=600, help="seconds per measurement at most")
     p.add_argument("--mem-limit", type=int, default=6000, help="MB of address space per child")
     p.add_argument("--json", type=Path, default=Path("bench/results/report.json"))
-    p.add_argument("--only", choices=["report", "engine"], help="one of the two measurements")
+    p.add_argument("--only", choices=["report", "reconstruct", "engine"], help="one measurement only")
     p.add_argument("--engine-child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.engine_child:
         engine(a.engine_child)
         return 0
     CACHE.mkdir(parents=True, exist_ok=True)
-    dump = CACHE / f"flows-{a.hops}.jsonl"
+    dump = CACHE / f"flows-placed-{a.hops}.jsonl"  # "placed": with the gateway's run fields
     if not dump.exists():
         t0 = time.perf_counter()
         n = write_dump(dump.with_suffix(".tmp"), a.hops)
         dump.with_suffix(".tmp").rename(dump)
         print(f"wrote {n} records to {dump} in {time.perf_counter() - t0:.0f} s")
-    records = sum(1 for _ in open(dump, "rb"))
+    lines = records = 0
+    with open(dump, "rb") as f:
+        for line in f:
+            lines += 1
+            records += not line.startswith(b'{"type":"placement"')
     before = machine()
     hoptrace = str(Path(sys.executable).with_name("hoptrace"))
     cmds = {"report": [hoptrace, "report", "--format", "json", str(dump)],
+            "reconstruct": [hoptrace, "report", "--format", "json", "--reconstruct", str(dump)],
             "engine": [sys.executable, "-m", "bench.report_speed", "--engine-child", str(dump)]}
-    results = {name: timed(cmd, a.time_limit, a.mem_limit) for name, cmd in cmds.items()
-               if a.only in (None, name)}
-    result = {"dump": {"path": str(dump), "records": records, "mb": round(dump.stat().st_size / 1e6)},
+    wanted = [a.only] if a.only else ["report", "reconstruct"]
+    results = {name: timed(cmds[name], a.time_limit, a.mem_limit) for name in wanted}
+    result = {"dump": {"path": str(dump), "records": records, "placements": lines - records,
+                       "mb": round(dump.stat().st_size / 1e6)},
               "results": results, "targets": {"seconds": 10, "peak_rss_mb": 300},
               "machine": {**before, "loadavg_after": machine()["loadavg"]}}
     for name, r in results.items():
         state = "TIMED OUT" if r["timed_out"] else f"exit {r['exit']}"
-        print(f"{name:<7} {r['seconds']:7.1f} s (CPU {r['cpu_seconds']:.1f} s)  peak RSS {r['peak_rss_mb']:7.0f} MB  ({state})  {r['cmd']}")
+        print(f"{name:<11} {r['seconds']:7.1f} s (CPU {r['cpu_seconds']:.1f} s)  peak RSS {r['peak_rss_mb']:5.0f} MB"
+              f" (all processes {r['peak_tree_rss_mb']:5.0f} MB)  ({state})  {r['cmd']}")
     print(f"over {records} hops ({result['dump']['mb']} MB); targets: ≤ 10 s, ≤ 300 MB")
     write_json(a.json, result)
     print(f"wrote {a.json}")

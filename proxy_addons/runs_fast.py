@@ -32,19 +32,22 @@ RUN_KEYS = ("id", "hop", "from", "to", "iteration", "evidence", "parent")
 KICK_EVIDENCE = ("kick", "timing")  # a finished run's first hop: a kick, or an orphan (partial)
 
 
-class Item:
+class Item(Hop):
     """One flow record: its exchange, its (final so far) run fields, where it is in the file,
-    and its request headers when still unread (JSON bytes, ``records_typed``)."""
+    and its request headers when still unread (JSON bytes, ``records_typed``). It becomes the
+    run's ``Hop`` itself when the run is assembled (one object less per hop)."""
 
-    __slots__ = ("ex", "fields", "pos", "raw")
+    __slots__ = ("fields", "pos", "raw")
+    __eq__ = object.__eq__  # one record is one item (Hop compares field by field)
+    __hash__ = object.__hash__
 
     def __init__(self, ex: Exchange, fields: dict, pos: int, raw=None) -> None:
-        self.ex, self.fields, self.pos, self.raw = ex, fields, pos, raw
+        self.flow_id, self.exchange, self.fields, self.pos, self.raw = ex.flow_id, ex, fields, pos, raw
 
     def read_headers(self) -> Exchange:
         if self.raw is not None:
-            self.ex.headers, self.raw = headers_of(self.raw), None
-        return self.ex
+            self.exchange.headers, self.raw = headers_of(self.raw), None
+        return self.exchange
 
 
 def valid_fields(run) -> bool:
@@ -93,20 +96,26 @@ def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run
     if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
             run_id_of(kex.flow_id) != run_id):
         raise Inconsistent("its kick is not a kick")
-    hops: list[Hop] = []
-    stack = [(kick, 0, "client")]
-    while stack:
-        it, hop, sender = stack.pop()
-        f, ex = it.fields, it.ex
-        if f["hop"] != hop + 1 or f["from"] != sender or f["to"] != ex.service:
-            raise Inconsistent(f"hop {f['hop']} does not follow its parent")
-        hops.append(Hop(hop + 1, ex.flow_id, sender, ex.service, f["parent"], f["evidence"],
-                        f["iteration"], ex))
-        kids = children.get(ex.flow_id) if children else None
+    kick.hop, kick.sender, kick.to, kick.parent = 1, "client", kex.service, None
+    kick.evidence, kick.iteration = kf["evidence"], kf["iteration"]
+    hops: list[Hop] = [kick]
+    stack = [kick]
+    while stack:  # depth-first, children in start order: runs_index.walk
+        top = stack.pop()
+        if top is not kick:
+            f, ex = top.fields, top.exchange
+            if f["hop"] != top.hop or f["from"] != top.sender or f["to"] != ex.service:
+                raise Inconsistent(f"hop {f['hop']} does not follow its parent")
+            top.to, top.evidence, top.iteration = ex.service, f["evidence"], f["iteration"]
+            hops.append(top)
+        kids = children.get(top.flow_id) if children else None
         if kids:
             if len(kids) > 1:
                 kids = sorted(kids, key=_started, reverse=True)
-            stack.extend([(c, hop + 1, ex.service or "?") for c in kids])
+            hop, sender = top.hop + 1, top.exchange.service or "?"
+            for c in kids:
+                c.hop, c.sender, c.parent = hop, sender, top.flow_id
+            stack.extend(kids)
     if len(hops) != n:
         raise Inconsistent("a parent outside the run")
     expected = lineage.expected_hop(kex.service, kex.request)
@@ -115,7 +124,7 @@ def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run
 
 
 def _started(it: Item) -> float:
-    return it.ex.started
+    return it.exchange.started
 
 
 def rebuild(items: Iterable[Item], lineage: Lineage) -> list[Run]:
@@ -141,7 +150,7 @@ class FastRuns:
                  first: int | None = None, own_end: float = math.inf) -> None:
         self.lineage = lineage or PingPongLineage()
         self.horizon = horizon
-        self.groups: dict[str, dict[str, Item]] = {}
+        self.groups: dict[str, list[Item]] = {}  # run id → its records read so far
         self.items: dict[str, Item] = {}  # flow id → item, while its run is open
         self.due: list[tuple[float, str, int]] = []  # (kick end + horizon, run id, kick position)
         self.owned_due = 0  # entries of ``due`` whose kick lies before ``own_end``
@@ -174,9 +183,9 @@ class FastRuns:
             it = self.items[fid] = Item(ex, run, pos, raw)
             group = self.groups.get(run["id"])
             if group is None:
-                self.groups[run["id"]] = {fid: it}
+                self.groups[run["id"]] = [it]
             else:
-                group[fid] = it
+                group.append(it)
             if run["parent"] is None:
                 self._schedule(it, run["id"])
             out = []
@@ -198,10 +207,10 @@ class FastRuns:
         if run["id"] != old:
             group = self.groups.get(old)
             if group is not None:
-                group.pop(flow_id, None)
+                group.remove(it)
                 if not group:
                     del self.groups[old]
-            self.groups.setdefault(run["id"], {})[flow_id] = it
+            self.groups.setdefault(run["id"], []).append(it)
         if run["parent"] is None:
             self._schedule(it, run["id"])
         return []
@@ -210,7 +219,7 @@ class FastRuns:
         """Due once the reading is past the kick's end + the horizon: 1.5 × the kick's duration
         + SKEW by default (it outlasts every hop but late ones; a function of the run alone, so
         any reader of the dump decides alike)."""
-        ex = kick.ex
+        ex = kick.exchange
         if ex.ended is None:
             return  # in flight: at the end
         horizon = self.horizon if self.horizon is not None else 1.5 * (ex.ended - ex.started) + SKEW
@@ -225,24 +234,25 @@ class FastRuns:
             _, pos, rid, kick = heapq.heappop(due)
             self.owned_due -= pos < self.own_end
             f = kick.fields
-            if f["parent"] is not None or f["id"] != rid or items.get(kick.ex.flow_id) is not kick:
+            if f["parent"] is not None or f["id"] != rid or items.get(kick.flow_id) is not kick:
                 continue  # moved since (a placement): its own entry decides
             if pos >= self.own_end:  # the next reader's run: our records of it go to the join
-                self.early.extend(it for it in self._forget(rid).values() if it.pos < self.own_end)
+                self.early.extend(it for it in self._forget(rid) if it.pos < self.own_end)
                 continue
-            if self.first is not None and kick.ex.started <= self.first_end + SKEW:
-                self.early.extend(self._forget(rid).values())  # it may have records before us
+            if self.first is not None and kick.exchange.started <= self.first_end + SKEW:
+                self.early.extend(self._forget(rid))  # it may have records before us
                 continue
-            group = list(self._forget(rid).values())
+            group = self._forget(rid)
             if self.own_end != math.inf:  # records past our range: the next reader saw them too
-                self.claimed.extend(it.ex.flow_id for it in group if it.pos >= self.own_end)
+                self.claimed.extend(it.flow_id for it in group if it.pos >= self.own_end)
             out.extend(self.emit(rid, group, pos))
         return out
 
-    def _forget(self, rid: str) -> dict[str, Item]:
+    def _forget(self, rid: str) -> list[Item]:
         group = self.groups.pop(rid)
-        for fid in group:
-            self.items.pop(fid, None)
+        items = self.items
+        for it in group:
+            del items[it.flow_id]
         return group
 
     def emit(self, rid: str, items: list[Item], pos: int) -> list[Out]:
@@ -271,7 +281,7 @@ class FastRuns:
 
     def stop(self) -> tuple[list[Item], list[Out]]:
         """(the records of every run not handed out, the engine's remaining runs)."""
-        left = [it for group in self.groups.values() for it in group.values()] + self.early
+        left = [it for group in self.groups.values() for it in group] + self.early
         self.groups, self.items, self.early, self.due = {}, {}, [], []
         return left, self._from_engine(self.engine.close())
 
@@ -279,7 +289,7 @@ class FastRuns:
 def join(items: list[Item], orphans: list[tuple[int, str, dict]], lineage: Lineage) -> list[Out]:
     """Runs from records set aside by one or several readers, with the placement records none of
     them could apply (applied in file order, so the last one wins)."""
-    by_fid = {it.ex.flow_id: it for it in items}
+    by_fid = {it.exchange.flow_id: it for it in items}
     for _, fid, run in sorted(orphans, key=lambda o: o[0]):
         if fid in by_fid:
             by_fid[fid].fields = run
