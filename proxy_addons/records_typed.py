@@ -61,13 +61,8 @@ _placement = msgspec.json.Decoder(Placement).decode
 _headers = msgspec.json.Decoder(list[tuple[str, str]] | None).decode
 
 
-def _value(body: Body | None) -> tuple[Any, bool]:
-    """runs_model._body_value for a decoded BODY."""
-    if body is None:
-        return None, False
-    kind = body.kind
-    exact = kind in ("json", "text", "empty") and not body.truncated and body.note is UNSET
-    return (body.value if kind in ("json", "text") else None), exact
+_VALUED = ("json", "text")  # runs_model._body_value: the kinds whose value is the body
+_EXACT = ("json", "text", "empty")  # ... and those the answer rule may compare (whole, decoded)
 
 
 def headers_of(raw: msgspec.Raw | bytes | None) -> tuple[tuple[str, str], ...]:
@@ -104,8 +99,15 @@ def decode(line: bytes) -> tuple[Exchange, Any, msgspec.Raw | None] | None:
         return None
     req = r.request
     resp = r.response
-    value, exact = _value(resp.body) if resp is not None else (None, False)
-    req_value = _value(req.body)[0] if req is not None else None
+    body = resp.body if resp is not None else None
+    if body is None:
+        value, exact = None, False
+    else:
+        kind = body.kind
+        value = body.value if kind in _VALUED else None
+        exact = kind in _EXACT and not body.truncated and body.note is UNSET
+    body = req.body if req is not None else None
+    req_value = body.value if body is not None and body.kind in _VALUED else None
     inj = r.injected
     ended = r.ended
     return Exchange(

@@ -65,7 +65,9 @@ class Writer:
                 continue
             d = diagnose(run, self.lineage)
             part.summary.add(d)
-            self.out.write((b",\n" if part.runs else b"") + encode(d.to_json()))
+            if part.runs:
+                self.out.write(b",\n")
+            self.out.write(encode(d.to_json()))
             part.runs += 1
             if note:
                 part.notes.append(note)

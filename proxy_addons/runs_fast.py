@@ -24,11 +24,11 @@ from collections.abc import Iterable
 
 from proxy_addons.lineage import Lineage, PingPongLineage
 from proxy_addons.runs import SKEW
-from proxy_addons.runs_model import Exchange, Hop, Run, run_id_of
+from proxy_addons.runs_model import REPLAY_HEADER, Exchange, Hop, Run, run_id_of
 from proxy_addons.records_typed import headers_of
 from proxy_addons.runs_replay import Replay, start_view
 
-RUN_KEYS = ("id", "hop", "from", "to", "iteration", "evidence", "parent")
+_REPLAY = REPLAY_HEADER.encode()
 KICK_EVIDENCE = ("kick", "timing")  # a finished run's first hop: a kick, or an orphan (partial)
 
 
@@ -44,9 +44,14 @@ class Item(Hop):
     def __init__(self, ex: Exchange, fields: dict, pos: int, raw=None) -> None:
         self.flow_id, self.exchange, self.fields, self.pos, self.raw = ex.flow_id, ex, fields, pos, raw
 
-    def read_headers(self) -> Exchange:
-        if self.raw is not None:
-            self.exchange.headers, self.raw = headers_of(self.raw), None
+    def read_headers(self, replay_only: bool = False) -> Exchange:
+        """Read its request headers now; ``replay_only``: only when there may be a
+        ``x-hoptrace-replay-of`` among them (all a diagnosis reads of a kick's headers)."""
+        raw = self.raw
+        if raw is not None:
+            if replay_only and _REPLAY not in bytes(raw).lower():
+                return self.exchange  # nothing the report shows: not worth building
+            self.exchange.headers, self.raw = headers_of(raw), None
         return self.exchange
 
 
@@ -92,7 +97,7 @@ def _assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
 
 def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run:
     """Walk the tree from the kick, checking each hop against its parent."""
-    kf, kex = kick.fields, kick.read_headers()  # a kick's headers may say it is a replay
+    kf, kex = kick.fields, kick.read_headers(replay_only=True)  # they may say it is a replay
     if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
             run_id_of(kex.flow_id) != run_id):
         raise Inconsistent("its kick is not a kick")

@@ -34,7 +34,9 @@ def dumps(seed: int) -> dict[str, list[dict]]:
     out = {}
     out["twins"] = kicks(Synth(seed=seed, max_hops=12), 60, 0.02).dump()
     out["timeouts"] = kicks(Synth(seed=seed, timeout=0.05, slow_rate=0.1, max_hops=12), 40, 0.05).dump()
-    out["502"] = kicks(Synth(seed=seed, down=frozenset({"b"}), max_hops=12), 30, 0.02).dump()
+    s = kicks(Synth(seed=seed, down=frozenset({"b"}), max_hops=12), 30, 0.02)
+    s.kick(T0 + 0.01, {"digits": []}, [["X-Hoptrace-Replay-Of", "0badcafe/1"]])  # a `hoptrace replay`
+    out["502"] = s.dump()
     s = kicks(Synth(seed=seed, max_hops=20, inject_rate=0.1, propagate_headers=True), 40, 0.02, headers=True)
     out["in_flight"] = cut_at(s, T0 + 0.02)[0]
     s = kicks(Synth(seed=seed, max_hops=20), 30, 0.02, identical=False)
@@ -94,6 +96,8 @@ def test_fast_path_equals_the_engine(tmp_path, seed):
         assert_same_as_engine(fast, engine)
         assert fast["read"] == engine["read"], name
         assert fast["placement"] == "gateway"
+        if name == "502":
+            assert [r["replay_of"] for r in fast["runs"] if r["replay_of"]] == [{"run": "0badcafe", "hop": 1}]
         if name == "twins":  # the gateway corrected provisional placements: the test covers them
             assert sum(r["type"] == "placement" for r in dump) > 10
 
