@@ -29,6 +29,16 @@ def test_jsonl_with_cut_last_line_unknown_types_and_fields(tmp_path):
                               "line 5: cut last line (the writer stopped mid-record)"]
 
 
+def test_placement_records_are_neither_flows_nor_damage(tmp_path):
+    """A corrected run placement (docs/dump-format.md) is skipped silently: not read, not said."""
+    p = tmp_path / "flows.jsonl"
+    moved = {"type": "placement", "v": 1, "flow_id": "f1", "run": {"id": "f2", "hop": 2}}
+    p.write_text("\n".join(json.dumps(r) for r in (rec(1), moved, rec(2), moved)) + "\n")
+    report = ReadReport()
+    assert [r["flow_id"] for r in read_records(p, report)] == ["f1", "f2"]
+    assert report.read == 2 and report.skipped == []
+
+
 def make_flows():
     flows = []
     for i, status in enumerate((200, 400)):
