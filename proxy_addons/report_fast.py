@@ -19,7 +19,8 @@ import orjson
 from proxy_addons.diagnosis import Summary, diagnose
 from proxy_addons.dumpio import _loads
 from proxy_addons.lineage import Lineage
-from proxy_addons.runs_fast import FastRuns, Item, Out
+from proxy_addons.runs_assemble import Item
+from proxy_addons.runs_fast import FastRuns, Out
 from proxy_addons.records_typed import decode, placement
 from proxy_addons.runs_model import Exchange
 from proxy_addons.sink import jsonl

@@ -20,7 +20,8 @@ from proxy_addons.diagnosis import Summary
 from proxy_addons.dumpio import ReadReport, resolve
 from proxy_addons.lineage import Lineage, PingPongLineage
 from proxy_addons.report_fast import Part, Writer, scan
-from proxy_addons.runs_fast import join, valid_fields
+from proxy_addons.runs_assemble import valid_fields
+from proxy_addons.runs_fast import join
 from proxy_addons.sink import jsonl
 
 MIN_BYTES = 50 << 20  # below: one process (starting workers costs more than it saves)

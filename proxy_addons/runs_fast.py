@@ -4,11 +4,12 @@ a flow's field (docs/dump-format.md), and order each run depth-first as ``runs_i
 
 A run is complete once its kick (the hop without a parent) has been read — records come in end
 order and the kick ends last — except for *late* hops (under a partner that timed out) and
-placement records, which come after it: so a run is handed out once the newest end read is more
-than the horizon past its kick's end (1.5 × the longest exchange read + ``runs.SKEW``, as
-``iter_runs`` waits), then forgotten. Memory: the open runs.
+placement records, which come after it: so a run is handed out once a record read ended more
+than a horizon after its kick's end (1.5 × the kick's duration + ``runs.SKEW``: a function of the
+run alone, so readers of different parts of a dump decide alike), then forgotten. Memory: the
+open runs.
 
-What the fast path does not trust goes through the engine instead, and is said in ``notes``:
+What the fast path does not trust goes through the engine instead (the caller says it in notes):
 records without a ``run`` field (e.g. the gateway's own 404, which is outside every run) are fed
 to one streaming engine (``runs_replay.Replay``), exactly as the full report would place them; a
 run whose fields do not hold together (two kicks, a parent outside the run, hop numbers or
@@ -20,126 +21,12 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
-
 from proxy_addons.lineage import Lineage, PingPongLineage
-from proxy_addons.runs import SKEW
-from proxy_addons.runs_model import REPLAY_HEADER, Exchange, Hop, Run, run_id_of
 from proxy_addons.records_typed import headers_of
+from proxy_addons.runs import SKEW
+from proxy_addons.runs_assemble import Inconsistent, Item, assemble, rebuild, valid_fields
+from proxy_addons.runs_model import Exchange, Run
 from proxy_addons.runs_replay import Replay, start_view
-
-_REPLAY = REPLAY_HEADER.encode()
-KICK_EVIDENCE = ("kick", "timing")  # a finished run's first hop: a kick, or an orphan (partial)
-
-
-class Item(Hop):
-    """One flow record: its exchange, its (final so far) run fields, where it is in the file,
-    and its request headers when still unread (JSON bytes, ``records_typed``). It becomes the
-    run's ``Hop`` itself when the run is assembled (one object less per hop)."""
-
-    __slots__ = ("fields", "pos", "raw")
-    __eq__ = object.__eq__  # one record is one item (Hop compares field by field)
-    __hash__ = object.__hash__
-
-    def __init__(self, ex: Exchange, fields: dict, pos: int, raw=None) -> None:
-        self.flow_id, self.exchange, self.fields, self.pos, self.raw = ex.flow_id, ex, fields, pos, raw
-
-    def read_headers(self, replay_only: bool = False) -> Exchange:
-        """Read its request headers now; ``replay_only``: only when there may be a
-        ``x-hoptrace-replay-of`` among them (all a diagnosis reads of a kick's headers)."""
-        raw = self.raw
-        if raw is not None:
-            if replay_only and _REPLAY not in bytes(raw).lower():
-                return self.exchange  # nothing the report shows: not worth building
-            self.exchange.headers, self.raw = headers_of(raw), None
-        return self.exchange
-
-
-def valid_fields(run) -> bool:
-    """Worth grouping on (the other keys are checked when the run is assembled)."""
-    return type(run) is dict and type(run.get("id")) is str and "parent" in run
-
-
-class Inconsistent(ValueError):
-    """A run's fields do not hold together; the message says why."""
-
-
-def assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
-    """The ``Run`` the fields describe, hops depth-first (children in start order)."""
-    try:
-        return _assemble(run_id, items, lineage)
-    except (KeyError, TypeError) as exc:
-        raise Inconsistent(f"a run field is missing or of the wrong type: {exc}") from None
-
-
-def _assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
-    if len(items) == 1:  # a run of one hop (a kick refused at once): a third of all runs
-        kick = items[0]
-        if kick.fields["parent"] is not None:
-            raise Inconsistent("no kick")
-        return _run(run_id, kick, [], lineage)
-    children: dict[str, list[Item]] = {}
-    kick = None
-    for it in items:
-        parent = it.fields["parent"]
-        if parent is None:
-            if kick is not None:
-                raise Inconsistent("two kicks")
-            kick = it
-        elif parent in children:
-            children[parent].append(it)
-        else:
-            children[parent] = [it]
-    if kick is None:
-        raise Inconsistent("no kick")
-    return _run(run_id, kick, children, lineage, len(items))
-
-
-def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run:
-    """Walk the tree from the kick, checking each hop against its parent."""
-    kf, kex = kick.fields, kick.read_headers(replay_only=True)  # they may say it is a replay
-    if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
-            run_id_of(kex.flow_id) != run_id):
-        raise Inconsistent("its kick is not a kick")
-    kick.hop, kick.sender, kick.to, kick.parent = 1, "client", kex.service, None
-    kick.evidence, kick.iteration = kf["evidence"], kf["iteration"]
-    hops: list[Hop] = [kick]
-    stack = [kick]
-    while stack:  # depth-first, children in start order: runs_index.walk
-        top = stack.pop()
-        if top is not kick:
-            f, ex = top.fields, top.exchange
-            if f["hop"] != top.hop or f["from"] != top.sender or f["to"] != ex.service:
-                raise Inconsistent(f"hop {f['hop']} does not follow its parent")
-            top.to, top.evidence, top.iteration = ex.service, f["evidence"], f["iteration"]
-            hops.append(top)
-        kids = children.get(top.flow_id) if children else None
-        if kids:
-            if len(kids) > 1:
-                kids = sorted(kids, key=_started, reverse=True)
-            hop, sender = top.hop + 1, top.exchange.service or "?"
-            for c in kids:
-                c.hop, c.sender, c.parent = hop, sender, top.flow_id
-            stack.extend(kids)
-    if len(hops) != n:
-        raise Inconsistent("a parent outside the run")
-    expected = lineage.expected_hop(kex.service, kex.request)
-    partial = kf["evidence"] == "timing" or (expected is not None and expected > 1)
-    return Run(run_id, hops, partial=partial, in_flight=kex.ended is None)
-
-
-def _started(it: Item) -> float:
-    return it.exchange.started
-
-
-def rebuild(items: Iterable[Item], lineage: Lineage) -> list[Run]:
-    """The engine over just these records (in file order): what their fields could not say."""
-    replay = Replay(lineage)
-    runs: list[Run] = []
-    for it in sorted(items, key=lambda i: i.pos):
-        runs.extend(replay.feed(it.read_headers()))
-    return runs + replay.close()
-
 
 Out = tuple[Run, int, str | None]  # (run, file position of the kick that made it due, a note)
 
@@ -157,7 +44,7 @@ class FastRuns:
         self.horizon = horizon
         self.groups: dict[str, list[Item]] = {}  # run id → its records read so far
         self.items: dict[str, Item] = {}  # flow id → item, while its run is open
-        self.due: list[tuple[float, str, int]] = []  # (kick end + horizon, run id, kick position)
+        self.due: list[tuple] = []  # (kick end + horizon, kick position, run id, kick item)
         self.owned_due = 0  # entries of ``due`` whose kick lies before ``own_end``
         self.own_end = own_end
         self.engine = Replay(self.lineage)  # for records without a run field
