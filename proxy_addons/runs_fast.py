@@ -19,6 +19,7 @@ engine from its own records. Nothing is dropped.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import math
 from proxy_addons.lineage import Lineage, PingPongLineage
@@ -27,6 +28,8 @@ from proxy_addons.runs import SKEW
 from proxy_addons.runs_assemble import Inconsistent, Item, assemble, rebuild, valid_fields
 from proxy_addons.runs_model import Exchange, Run
 from proxy_addons.runs_replay import Replay, start_view
+
+ENGINE_GC_EVERY = 20_000  # records fed to the engine between two collections of its cycles
 
 Out = tuple[Run, int, str | None]  # (run, file position of the kick that made it due, a note)
 
@@ -49,6 +52,7 @@ class FastRuns:
         self.own_end = own_end
         self.engine = Replay(self.lineage)  # for records without a run field
         self.engine_pos: dict[str, int] = {}
+        self.engine_fed = 0
         self.orphans: list[tuple[int, str, dict]] = []  # placements for flows not seen (open)
         self.first = first  # a range reader: the position it started at
         self.first_end: float | None = None
@@ -69,6 +73,9 @@ class FastRuns:
                 ex.headers = headers_of(raw)
             self.engine_pos[fid] = pos
             out = self._from_engine(self.engine.feed(ex))
+            self.engine_fed += 1
+            if self.engine_fed % ENGINE_GC_EVERY == 0:
+                gc.collect()  # the engine's nodes hold cycles; a fast reader runs with gc off
         elif fid in self.items:  # a repeated record: the first one counts (as the engine)
             return []
         else:
