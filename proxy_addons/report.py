@@ -6,7 +6,9 @@ HTML file. This module loads and dispatches; rendering lives in report_text.py /
 from __future__ import annotations
 
 import argparse
+import heapq
 import json
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from proxy_addons.diagnosis import Diagnosis, Summary, diagnose, summarize
 from proxy_addons.dumpio import ReadReport, read_records, resolve
 from proxy_addons.lineage import LINEAGES, Lineage, PingPongLineage
 from proxy_addons.report_parallel import WorkerError, placed, stream_placed
-from proxy_addons.runs import iter_runs, reconstruct
+from proxy_addons.runs import SKEW, Run, iter_runs, reconstruct
 from proxy_addons.sink import jsonl
 
 FORMATS = ("text", "json", "html")
@@ -113,17 +115,58 @@ def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress:
         return stream_placed(path, out, lineage)
     lin = lineage or PingPongLineage()
     read, summary, n = ReadReport(), Summary(), 0
+    late = _LateHops()
     out.write(b'{"runs": [')
-    with _bar(progress) as bar:
-        for run in iter_runs(_counted(read_records(path, read), bar if progress else None), lin):
+
+    def write(runs: Iterable[Run]) -> None:
+        nonlocal n
+        for run in runs:
             d = diagnose(run, lin)
             summary.add(d)
             out.write((b",\n" if n else b"\n") + jsonl(d.to_json()).rstrip(b"\n"))
             n += 1
+
+    with _bar(progress) as bar:
+        for run in iter_runs(late.watch(_counted(read_records(path, read), bar if progress else None)), lin):
+            late.add(run)
+            write(late.due())
+        write(late.rest())
     tail = {"source": read.source, "read": {"records": read.read, "skipped": list(read.skipped)},
             "placement": "engine", "summary": summary.to_json()}
     out.write(b"\n], " + jsonl(tail)[1:])
     return n, read
+
+
+class _LateHops:
+    """The engine hands a run out when its kick ends; a *late* hop (under a partner that timed
+    out) joins it afterwards, in place. A run waits here until the reading is past its kick's end
+    + 1.5 × the kick's duration + ``SKEW`` (the fast path's horizon, runs_fast.py) + the engine's
+    own look-ahead (``iter_runs``: 1.5 × the longest exchange + ``SKEW``), so its JSON has them."""
+
+    def __init__(self) -> None:
+        self.held: list = []
+        self.newest, self.longest, self.i = -math.inf, 0.0, 0
+
+    def watch(self, records: Iterable[dict]) -> Iterator[dict]:
+        for rec in records:
+            started, ended = rec.get("started"), rec.get("ended")
+            if type(ended) is float and type(started) is float:
+                self.newest, self.longest = max(self.newest, ended), max(self.longest, ended - started)
+            yield rec
+
+    def add(self, run: Run) -> None:
+        kick, self.i = run.kick.exchange, self.i + 1
+        at = math.inf if kick.ended is None else kick.ended + 1.5 * (kick.ended - kick.started) + SKEW
+        heapq.heappush(self.held, (at, self.i, run))
+
+    def due(self) -> Iterator[Run]:
+        now = self.newest - (1.5 * self.longest + SKEW)
+        while self.held and self.held[0][0] < now:
+            yield heapq.heappop(self.held)[2]
+
+    def rest(self) -> Iterator[Run]:
+        while self.held:
+            yield heapq.heappop(self.held)[2]
 
 
 def render(report: Report, fmt: str, run: str | None = None) -> str:

@@ -88,6 +88,24 @@ def test_streamed_json_equals_the_built_report(tmp_path, synth, capsys):
     assert capsys.readouterr().out == ""  # a bad path writes nothing to stdout
 
 
+def test_streamed_json_waits_for_late_hops(tmp_path):
+    """A hop under a partner that timed out ends after its run's kick: the streamed JSON (the
+    engine, ``--reconstruct``) still has its answer, as the full build has."""
+    s, rng = Synth(seed=9, max_hops=14, timeout=0.03, slow_rate=0.05), random.Random(9)
+    for i in range(60):
+        s.kick(T0 + rng.uniform(0, 0.3), {"name": f"p{i}", "digits": []})
+    write_jsonl(tmp_path / "flows.jsonl", s.dump())
+    built = json.loads(render(build(tmp_path), "json"))
+    assert cli.main(["report", str(tmp_path), "--format", "json", "--reconstruct", "-o", str(tmp_path / "r.json")]) == 0
+    streamed = json.loads((tmp_path / "r.json").read_text())
+    late = [r for r in built["runs"] if any(h["started"] > r["started"] + r["duration_ms"] / 1000 - 1e-9
+                                            or h["duration_ms"] > r["duration_ms"] for h in r["hops"][1:])]
+    assert late  # the dump has runs with late hops
+    key = lambda r: r["run"]  # noqa: E731
+    assert sorted(streamed["runs"], key=key) == sorted(built["runs"], key=key)
+    assert streamed["summary"] == built["summary"]
+
+
 def test_text_table_and_summary(tmp_path, synth):
     write_jsonl(tmp_path / "flows.jsonl", synth.dump())
     report = build(tmp_path / "flows.jsonl")
