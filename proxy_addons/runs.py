@@ -66,8 +66,8 @@ class RunTracker(Twins):
         else:
             self._by_lineage(node)
         if node.kick.run is not None:  # a late hop under a timed-out one: its run is out
-            node.out = node.as_hop()
-            node.kick.run.hops.append(node.out)
+            node.out, node.out_run = node.as_hop(), node.kick.run
+            node.out_run.hops.append(node.out)
         self.index.refresh(node)
         for hkey in node.hkeys:
             self.by_header.setdefault(hkey, {})[ex.flow_id] = node
@@ -157,9 +157,12 @@ class RunTracker(Twins):
     # --- runs --------------------------------------------------------------------------------
     def _finish(self, kick: Node, in_flight: bool) -> Run:
         self.open_runs.pop(kick.fid, None)
-        hops = []
-        for n in walk(kick):
+        hops, nodes = [], walk(kick)
+        for n in nodes:
             hops.append(n.as_hop())
+            if n.out_run is not None:  # listed in a run reported before, and moved here since
+                n.out_run.hops[:] = [h for h in n.out_run.hops if h is not n.out]
+                n.out_run = None
             if not in_flight:
                 n.out = hops[-1]
                 if not n.open:
@@ -167,6 +170,8 @@ class RunTracker(Twins):
         run = Run(run_id_of(kick.fid), hops, partial=kick.partial, in_flight=in_flight)
         if not in_flight:
             kick.run = run
+            for n in nodes:  # a hop still open may move to a twin's run: it leaves this one then
+                n.out_run = run
         return run
 
     def assignment(self, flow_id: str) -> Assignment:

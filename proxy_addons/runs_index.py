@@ -17,7 +17,7 @@ class Node:
 
     __slots__ = (
         "ex", "key", "parent", "children", "kick", "hop", "evidence", "iteration",
-        "ambiguous", "group", "slot", "partial", "out", "run", "hkeys",
+        "ambiguous", "group", "slot", "partial", "out", "out_run", "run", "hkeys",
     )
 
     def __init__(self, ex: Exchange, key: Hashable | None, iteration: int | None) -> None:
@@ -34,6 +34,7 @@ class Node:
         self.slot: str | None = None  # FREE / SOFT / None: how the node counts in its bucket
         self.partial = False
         self.out: Hop | None = None  # the Hop handed out in a finished Run, updated if it ends late
+        self.out_run: Run | None = None  # the Run that lists ``out``
         self.run: Run | None = None  # on a kick: its Run once reported (late hops join it)
         self.hkeys: list[tuple[str, str]] = []  # its trace-header keys, read once at start
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 import time
 
 import pytest
@@ -233,3 +234,17 @@ def test_engine_is_linear():
 
     small, big = cost(100), cost(1000)
     assert big < small * 4
+
+
+@pytest.mark.parametrize("seed", [21, 39])
+def test_a_late_hop_that_moves_to_a_twins_run_is_listed_once(seed):
+    """Identical kicks with partner timeouts: a hop that started under a timed-out hop joins that
+    run after it was reported, and may then move to a twin's run. It must leave the first one
+    (these seeds listed 3 and 5 hops in two runs before the engine took them out)."""
+    from tests.unit.test_runs_fast import kicks
+
+    records = kicks(Synth(seed=seed, timeout=0.05, slow_rate=0.1, max_hops=12), 40, 0.05).dump()
+    runs = reconstruct(records)
+    listed = Counter(h.flow_id for r in runs for h in r.hops)
+    assert [fid for fid, n in listed.items() if n > 1] == []
+    assert set(listed) == {r["flow_id"] for r in records}
