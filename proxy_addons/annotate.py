@@ -15,7 +15,7 @@ from mitmproxy.hooks import UpdateHook
 from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
 from proxy_addons.lineage import LINEAGES, PingPongLineage
-from proxy_addons.recorder import Recorder, cached_record, request_body
+from proxy_addons.recorder import Recorder, cached_record, forget_record, request_body
 from proxy_addons.bodies import DEFAULT_MAX_BODY
 from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
 from proxy_addons.runs_model import ENGINE_HEADERS, hop_fields, placement, run_fields
@@ -151,7 +151,9 @@ class LiveRuns:
         flow.metadata.setdefault(flowmeta.RECORD, {})["run"] = run_fields(a)
 
     def _end(self, flow: http.HTTPFlow) -> None:
-        rec = cached_record(flow)  # already built and written by the recorder
+        rec = cached_record(flow)  # built by the recorder (a kick's: by us, just before it)
+        if flow.metadata.get(flowmeta.RECORDED):
+            forget_record(flow)  # written: nothing reads it again; the flow lives on till its run ends
         mark = break_mark(rec)
         if mark:
             flow.marked = mark

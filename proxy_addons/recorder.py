@@ -184,6 +184,13 @@ def cached_record(flow: http.HTTPFlow) -> dict:
     return rec
 
 
+def forget_record(flow: http.HTTPFlow) -> None:
+    """Drop the record and parsed request body cached on the flow, once written: a run's flows
+    stay alive until the run ends, and their records need not (fewer objects for the GC)."""
+    flow._hoptrace_record = None  # type: ignore[attr-defined]
+    flow._hoptrace_request_body = None  # type: ignore[attr-defined]
+
+
 class Recorder:
     def __init__(self) -> None:
         self.session: Path | None = None
