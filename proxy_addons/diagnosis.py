@@ -86,20 +86,31 @@ def _payload_of(body: Any) -> Any:
     return body.get("payload") if isinstance(body, dict) else None
 
 
-def _brk(run: Run, h: Hop, status: int | None, detail: Any, lin: Lineage, **extra) -> dict:
-    parent = next((p for p in run.hops if p.flow_id == h.parent), None)
+def _brk(run: Run, h: Hop, status: int | None, detail: Any, lin: Lineage, changes: dict | None = None,
+         **extra) -> dict:
+    """``changes``: flow id → (its child's flow id, change) from ``hop_changes``, so the
+    parent's change need not be computed twice."""
+    parent = None
+    if h.parent is not None:
+        for p in run.hops:
+            if p.flow_id == h.parent:
+                parent = p
+                break
     state = h.exchange.request
     good = parent.exchange.request if parent else None
+    change = None
+    if parent is not None:
+        known = changes.get(parent.flow_id) if changes else None
+        change = known[1] if known is not None and known[0] == h.flow_id else lin.diff(good, state)
     return {
         "hop": h.hop, "iteration": h.iteration, "service": h.to, "status": status, "state": state,
         "last_good_state": good, "detail": detail, "flow_id": h.flow_id,
-        "produced_by": parent.to if parent else "client",
-        "change": lin.diff(good, state) if parent else None,
+        "produced_by": parent.to if parent else "client", "change": change,
         "injected": h.exchange.injected is not None, "fault": h.exchange.injected, **extra,
     }
 
 
-def _error_break(run: Run, lin: Lineage) -> dict | None:
+def _error_break(run: Run, lin: Lineage, changes: dict | None = None) -> dict | None:
     """The hop where the failure began: the deepest failed hop; when it gave up on its partner
     (timeout / unreachable) and the partner's hop is recorded, that hop is the one that failed."""
     failed = [h for h in run.hops if _failed(h)]
@@ -113,9 +124,10 @@ def _error_break(run: Run, lin: Lineage) -> dict | None:
     if body.get("outcome") in GAVE_UP:
         child = next((c for c in reversed(run.hops) if c.parent == h.flow_id), None)
         if child is not None:
-            return _brk(run, child, status, detail, lin, reason=body["outcome"], reported_by=h.to)
-        return _brk(run, h, status, detail, lin, reason=body["outcome"])
-    return _brk(run, h, status, detail, lin, reason="gateway" if ex.origin == "gateway" else "upstream")
+            return _brk(run, child, status, detail, lin, changes, reason=body["outcome"], reported_by=h.to)
+        return _brk(run, h, status, detail, lin, changes, reason=body["outcome"])
+    return _brk(run, h, status, detail, lin, changes,
+                reason="gateway" if ex.origin == "gateway" else "upstream")
 
 
 def _answer_break(run: Run) -> dict | None:
@@ -133,27 +145,36 @@ def _answer_break(run: Run) -> dict | None:
 def hop_changes(run: Run, lin: Lineage) -> list[dict | None]:
     """What each hop's service did: its child's request against its own request; for the last
     hop, the payload of a ``max_hops`` answer. None when the service forwarded nothing."""
+    return _changes(run, lin)[0]
+
+
+def _changes(run: Run, lin: Lineage) -> tuple[list[dict | None], dict[str, tuple[str, dict]]]:
+    """``hop_changes``, and flow id → (the child it was diffed against, change)."""
     child_of = {h.parent: h for h in run.hops if h.parent}
     out: list[dict | None] = []
+    by_parent: dict[str, tuple[str, dict]] = {}
     for h in run.hops:
         c = child_of.get(h.flow_id)
         resp = h.exchange.response
         if c is not None:
-            out.append(lin.diff(h.exchange.request, c.exchange.request))
+            change = lin.diff(h.exchange.request, c.exchange.request)
+            by_parent[h.flow_id] = (c.flow_id, change)
+            out.append(change)
         elif isinstance(resp, dict) and resp.get("outcome") == "max_hops":
             out.append(lin.diff(h.exchange.request, _payload_of(resp)))
         else:
             out.append(None)
-    return out
+    return out, by_parent
 
 
 def diagnose(run: Run, lineage: Lineage | None = None) -> Diagnosis:
     """Outcome, break and per-hop changes of one run (see the module doc for the rules)."""
     lin = lineage or PingPongLineage()
+    changes, by_parent = _changes(run, lin)
     reject = next((h for h in run.hops if rejected(h)), None)
-    reject_brk = _brk(run, reject, reject.exchange.status, reject.exchange.response, lin,
+    reject_brk = _brk(run, reject, reject.exchange.status, reject.exchange.response, lin, by_parent,
                       reason="rejected") if reject else None
-    error_brk = _error_break(run, lin)
+    error_brk = _error_break(run, lin, by_parent)
     kick = run.kick.exchange
     if run.in_flight:
         outcome, brk = "in_flight", error_brk or reject_brk
@@ -167,7 +188,7 @@ def diagnose(run: Run, lineage: Lineage | None = None) -> Diagnosis:
     else:  # e.g. the gateway's own 404: no service answered
         outcome = "error"
         brk = _brk(run, run.kick, kick.status, kick.error or kick.response, lin, reason=kick.origin)
-    return Diagnosis(run, outcome, brk, hop_changes(run, lin))
+    return Diagnosis(run, outcome, brk, changes)
 
 
 class Summary:

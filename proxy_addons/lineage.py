@@ -72,11 +72,9 @@ def diff(before: Any, after: Any) -> dict:
             out.setdefault("added", {})[key] = new
             continue
         old = before[key]
-        if same(old, new):
+        if old == new:  # ``same``, inline: this runs for every hop of every report
             continue
-        if isinstance(old, list) and isinstance(new, list) and len(new) > len(old) and (
-            same(new[: len(old)], old)
-        ):
+        if type(old) is list and type(new) is list and len(new) > len(old) and new[: len(old)] == old:
             out.setdefault("appended", {})[key] = new[len(old) :]
         else:
             out.setdefault("changed", {})[key] = [old, new]
