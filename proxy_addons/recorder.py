@@ -13,13 +13,13 @@ import time
 from pathlib import Path
 
 import mitmproxy
-import orjson
 from mitmproxy import ctx, exceptions, http, io
 from mitmproxy.addons.savehar import SaveHar
 
-from proxy_addons.bodies import DEFAULT_MAX_BODY, encode_body, utf8_safe
+from proxy_addons.bodies import DEFAULT_MAX_BODY
 from proxy_addons import flowmeta
 from proxy_addons.mitmstate import MitmEncoder
+from proxy_addons.record_parts import headers_list, make_utf8_safe, message_body
 from proxy_addons.session import new_session_dir, open_session_dir, write_json
 from proxy_addons.sink import Sink, jsonl
 
@@ -42,28 +42,6 @@ def on_disk(flow: http.HTTPFlow) -> http.HTTPFlow:
     return flow if r is None else r.flow(flow)
 
 
-def header_value(msg: http.Message, name: bytes) -> str | None:
-    """``msg.headers.get(name)`` (several values joined by ", ") read straight from the raw
-    fields: ``name`` is lower-case bytes. Several times cheaper than mitmproxy's str view."""
-    values = [v for k, v in msg.headers.fields if k.lower() == name]
-    if not values:
-        return None
-    return ", ".join([v.decode("utf-8", "surrogateescape") for v in values])
-
-
-def message_body(msg: http.Message, max_bytes: int) -> dict:
-    ctype = header_value(msg, b"content-type")
-    ctype = utf8_safe(ctype)[0] if ctype else ctype
-    if not header_value(msg, b"content-encoding"):  # what get_content() does, without its look-up
-        return encode_body(msg.raw_content, ctype, max_bytes=max_bytes)
-    try:
-        return encode_body(msg.get_content(strict=True), ctype, max_bytes=max_bytes)
-    except ValueError:
-        enc = msg.headers.get("content-encoding", "?")
-        note = f"could not undo content-encoding {enc!r}: raw bytes given"
-        return encode_body(msg.raw_content, ctype, note=note, max_bytes=max_bytes)
-
-
 def request_body(flow: http.HTTPFlow, max_bytes: int) -> dict:
     """The request's BODY, decoded and parsed once per flow: the live diagnosis reads it when the
     request arrives, the record reuses it (and its parsed value) unless the content was replaced
@@ -77,47 +55,6 @@ def request_body(flow: http.HTTPFlow, max_bytes: int) -> dict:
         body = r.body(body)
     flow._hoptrace_request_body = (raw, max_bytes, body)  # type: ignore[attr-defined]
     return body
-
-
-def headers_list(headers) -> list[list[str]]:
-    """``headers.items(multi=True)`` as lists, decoded from the raw fields as mitmproxy does."""
-    return [[k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")]
-            for k, v in headers.fields]
-
-
-def make_utf8_safe(rec: dict) -> None:
-    """Bytes that are not UTF-8 in the path, method, headers or reason (mitmproxy keeps them as
-    surrogate escapes) are written as ``\\xNN``, and ``notes`` says where: otherwise the line
-    could not be written as UTF-8 JSON at all."""
-    try:  # every such string is valid UTF-8 (nearly always): one C-speed check, nothing to fix
-        resp, err = rec.get("response") or {}, rec.get("error") or {}
-        orjson.dumps([rec["method"], rec["path"], rec["request"]["headers"], resp.get("headers"),
-                      resp.get("reason"), err.get("message")])
-        return
-    except orjson.JSONEncodeError:
-        pass
-    notes = []
-
-    def fix(where: str, text):
-        if not isinstance(text, str):
-            return text
-        safe, changed = utf8_safe(text)
-        if changed:
-            notes.append(f"{where}: not UTF-8, bytes written as \\xNN")
-        return safe
-
-    rec["method"], rec["path"] = fix("method", rec["method"]), fix("path", rec["path"])
-    for side in ("request", "response"):
-        msg = rec.get(side)
-        if msg is None:
-            continue
-        msg["headers"] = [[fix(f"{side} header name", k), fix(f"{side} header {k!r}", v)] for k, v in msg["headers"]]
-        if "reason" in msg:
-            msg["reason"] = fix("reason", msg["reason"])
-    if rec.get("error"):
-        rec["error"]["message"] = fix("error message", rec["error"]["message"])
-    if notes:
-        rec["notes"] = sorted(set(notes))
 
 
 def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
