@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Iterator
 
 from proxy_addons.lineage import Lineage, PingPongLineage
-from proxy_addons.runs_index import Index, Node, attach, walk
+from proxy_addons.runs_index import Index, Node, attach, detach, walk
 from proxy_addons.runs_twins import Twins
 from proxy_addons.runs_model import Assignment, Exchange, Hop, Run, run_id_of
 
@@ -97,11 +97,21 @@ class RunTracker(Twins):
         return n.open and (c is None or (not self.lineage.single_forward and not c.open))
 
     def _by_headers(self, node: Node) -> Node | None:
-        """Trace headers are exact: the innermost open hop of that trace that may send it."""
+        """Trace headers are exact: the innermost open hop of that trace that may send it. A
+        twin's child guessed there by lineage (identical kicks, one of them traced) yields its
+        place: it is placed again among the other twins, or parked."""
         ex = node.ex
         for hkey in node.hkeys:
             for n in reversed(self.by_header.get(hkey, {}).values()):
-                if self._free(n) and self._may_send(n.ex.service, ex.service):
+                if not self._may_send(n.ex.service, ex.service):
+                    continue
+                if self._free(n):
+                    return n
+                c = n.child
+                if n.open and c is not None and c.ambiguous and c.group is not None:
+                    detach(self.index, c)
+                    if not self._place(c, {n.fid}):
+                        self._park(c)
                     return n
         return None
 

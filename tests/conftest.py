@@ -42,6 +42,12 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def flow_records(path: Path) -> list[dict]:
+    """A flows.jsonl's flow records, without the ``placement`` lines the gateway appends when it
+    corrects a hop's run (identical concurrent kicks: docs/dump-format.md)."""
+    return [r for r in read_jsonl(path) if r.get("type", "flow") == "flow"]
+
+
 def served(proc: stk.Proc) -> int:
     import httpx
 

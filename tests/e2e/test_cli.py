@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from proxy_addons import stack as stk
-from tests.conftest import read_jsonl
+from tests.conftest import flow_records
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def test_up_kick_and_clean_stop(procs, tmp_path, web):
     up.stop(sig=signal.SIGINT, timeout=30)
     assert up.popen.returncode == 0
     assert "stopped." in up.log_path.read_text()
-    recs = read_jsonl(tmp_path / "dumps" / session.split("/")[-1] / "flows.jsonl")
+    recs = flow_records(tmp_path / "dumps" / session.split("/")[-1] / "flows.jsonl")
     assert sum(r["started"] == min(x["started"] for x in recs) for r in recs) == 1
     assert len([r for r in recs if r["path"] == "/a/"]) >= 12
     har = json.loads((tmp_path / "dumps" / session.split("/")[-1] / "flows.har").read_text())

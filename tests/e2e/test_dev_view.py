@@ -16,7 +16,7 @@ import pytest
 from proxy_addons.diagnosis import diagnose
 from proxy_addons.runs import reconstruct
 from services.payload import Payload
-from tests.conftest import SEED_KICK, read_jsonl
+from tests.conftest import SEED_KICK, flow_records, read_jsonl
 
 pytestmark = pytest.mark.e2e
 HEADERS = {"content-type": "application/json"}
@@ -96,7 +96,7 @@ def test_where_each_run_stopped_agrees_across_logs_history_and_gateway(start_sta
     traces = [r.headers["traceresponse"].split("-")[1] for r in answers]
     assert len(set(traces)) == 40  # a kick without a trace starts one
 
-    records = read_jsonl(st.session / "flows.jsonl")
+    records = flow_records(st.session / "flows.jsonl")
     assert all(header(r["request"]["headers"], "traceparent") for r in records if r["run"]["hop"] > 1)
     runs = reconstruct(records)
     assert len(runs) == 40
@@ -138,7 +138,7 @@ def test_100_concurrent_runs_rebuilt_exactly_with_header_evidence(start_stack):
     traced = set(range(0, 100, 2))  # half the kicks bring a trace, half let A start one
     answers = asyncio.run(kick_all(st.url, [SEED_KICK] * 100, concurrency=100, traced=traced))
     assert {r.status_code for r in answers} <= {200, 400}
-    records = read_jsonl(st.session / "flows.jsonl")
+    records = flow_records(st.session / "flows.jsonl")
     truth: dict[str, set[str]] = {}
     for rec in records:
         truth.setdefault(trace_of(rec), set()).add(rec["flow_id"])

@@ -19,7 +19,7 @@ from proxy_addons.diagnosis import diagnose
 from proxy_addons.dumpio import read_records
 from proxy_addons.faults_rules import rule_rng
 from proxy_addons.runs import reconstruct
-from tests.conftest import SEED_KICK, read_jsonl
+from tests.conftest import SEED_KICK, flow_records, read_jsonl
 
 pytestmark = pytest.mark.e2e
 MAX_HOPS = 8
@@ -115,7 +115,7 @@ def test_each_rule_kind_through_the_real_stack_is_injected_and_flagged(start_sta
 
 
 def check_dumps(session, expect) -> None:
-    recs = {r["flow_id"]: r for r in read_jsonl(session / "flows.jsonl")}
+    recs = {r["flow_id"]: r for r in flow_records(session / "flows.jsonl")}
     runs = sorted(read_jsonl(session / "runs.jsonl"), key=lambda r: r["started"])
     offline = sorted((diagnose(r).to_json() for r in reconstruct(read_records(session / "flows.jsonl"))),
                      key=lambda r: r["started"])

@@ -11,7 +11,7 @@ import pytest
 
 from proxy_addons.cli import main
 from proxy_addons.report import build
-from tests.conftest import read_jsonl
+from tests.conftest import flow_records, read_jsonl
 
 pytestmark = pytest.mark.e2e
 SETTINGS = {"seed": 11, "fail_rate": 0.25, "max_hops": 20}
@@ -63,7 +63,7 @@ def test_replay_reproduces_seeded_runs_and_repeats_the_break(start_stack, capsys
     assert (again["break"]["service"], again["break"]["status"], again["break"]["state"]) == (
         brk["service"], brk["status"], brk["state"])
 
-    recs = read_jsonl(second.session / "flows.jsonl")
+    recs = flow_records(second.session / "flows.jsonl")
     linked = [r for r in recs if "replay_of" in r]
     assert len(linked) == 7 and all(r["run"]["hop"] == 1 for r in linked)
     assert {(r["replay_of"]["run"], r["replay_of"]["hop"]) for r in linked} == set(replays)

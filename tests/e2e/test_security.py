@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from proxy_addons import stack as stk
-from tests.conftest import read_jsonl
+from tests.conftest import flow_records
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,7 @@ def test_secrets_reach_the_upstream_but_no_dump(procs, tmp_path):
     gw.stop()  # SIGTERM: flows.har is written
     assert (session / "flows.har").exists()
     assert_nowhere(session, [token, sid, pw])
-    (rec,) = read_jsonl(session / "flows.jsonl")
+    (rec,) = flow_records(session / "flows.jsonl")
     assert rec["request"]["body"]["value"]["user"]["name"] == "ann"
     assert dict(rec["request"]["headers"])["Authorization"].startswith("[redacted ")
     assert_private(session)
@@ -77,7 +77,7 @@ def test_a_payload_secret_never_reaches_runs_or_reports(start_stack):
     r = httpx.post(st.url + "/a/", json=kick, timeout=30)
     assert r.status_code == 200 and r.json()["payload"]["password"] == pw  # live hops keep it
     st.gateway.stop()
-    recs = read_jsonl(st.session / "flows.jsonl")
+    recs = flow_records(st.session / "flows.jsonl")
     assert len(recs) == 4
     hashed = {rec["request"]["body"]["value"]["password"] for rec in recs}
     assert len(hashed) == 1 and next(iter(hashed)).startswith("[redacted ")  # same value, same hash

@@ -12,7 +12,7 @@ import pytest
 from mitmproxy import io
 
 from proxy_addons import stack as stk
-from tests.conftest import ROOT, SEED_KICK, read_jsonl, served
+from tests.conftest import ROOT, SEED_KICK, flow_records, served
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,7 @@ def test_seed_curl_kick_long_run_every_hop_recorded(start_stack):
     assert outcome["outcome"] == "max_hops" and outcome["hops"] == 12 and outcome["stopped_by"] == "b"
     assert len(outcome["payload"]["digits"]) == 6 and outcome["payload"]["d;5Digits"] == []
 
-    recs = by_start(read_jsonl(st.session / "flows.jsonl"))
+    recs = by_start(flow_records(st.session / "flows.jsonl"))
     assert len(recs) == 12 == served(st.a) + served(st.b)
     assert [r["path"] for r in recs] == ["/a/", "/b/"] * 6
     assert [r["service"] for r in recs] == ["a", "b"] * 6
@@ -67,7 +67,7 @@ def test_rejecting_hop_holds_400_and_rejected_payload(start_stack):
     resp = httpx.post(st.url + "/a/", content=SEED_KICK, headers={"content-type": "application/json"})
     assert resp.status_code == 200
     assert resp.json()["outcome"] == "rejected" and resp.json()["stopped_by"] == "b"
-    kick, rejected = by_start(read_jsonl(st.session / "flows.jsonl"))
+    kick, rejected = by_start(flow_records(st.session / "flows.jsonl"))
     assert kick["status"] == 200 and kick["path"] == "/a/"
     assert rejected["status"] == 400 and rejected["service"] == "b"
     body = rejected["response"]["body"]["value"]
@@ -82,7 +82,7 @@ def test_down_upstream_is_a_recorded_502_not_an_empty_reply(start_stack):
     st.b.stop()
     resp = httpx.post(st.url + "/a/", content=SEED_KICK, headers={"content-type": "application/json"})
     assert resp.status_code == 502  # A passes up the gateway's 502 for the hop to B
-    recs = by_start(read_jsonl(st.session / "flows.jsonl"))
+    recs = by_start(flow_records(st.session / "flows.jsonl"))
     assert [r["status"] for r in recs] == [502, 502]
     failed = recs[1]
     assert failed["service"] == "b" and failed["error"]["undelivered"] and failed["response"] is None
@@ -93,7 +93,7 @@ def test_unknown_path_404_is_recorded(start_stack):
     st = start_stack(fail_rate=0, max_hops=2)
     resp = httpx.post(st.url + "/nope/", json={})
     assert resp.status_code == 404 and "no route" in resp.json()["detail"]
-    (rec,) = read_jsonl(st.session / "flows.jsonl")
+    (rec,) = flow_records(st.session / "flows.jsonl")
     assert rec["status"] == 404 and rec["origin"] == "gateway" and rec["service"] is None
 
 
@@ -112,7 +112,7 @@ def test_hoptrace_gateway_records_a_single_process_app(procs, tmp_path):
         for _ in range(10):
             c.post(f"http://127.0.0.1:{gp}/a/", content=SEED_KICK, headers={"content-type": "application/json"})
         truth = c.get(upstream + "/stats").json()
-    recs = read_jsonl(tmp_path / "s" / "flows.jsonl")
+    recs = flow_records(tmp_path / "s" / "flows.jsonl")
     assert len(recs) == truth["served"]["a"] + truth["served"]["b"] > 10
     assert sum(r["service"] == "a" for r in recs) == truth["served"]["a"]
     assert sorted(json.dumps(r["request"]["body"]["value"], sort_keys=True) for r in recs) == \

@@ -248,3 +248,22 @@ def test_a_late_hop_that_moves_to_a_twins_run_is_listed_once(seed):
     listed = Counter(h.flow_id for r in runs for h in r.hops)
     assert [fid for fid, n in listed.items() if n > 1] == []
     assert set(listed) == {r["flow_id"] for r in records}
+
+
+def test_a_hop_tied_by_its_trace_takes_its_place_from_a_twins_lineage_guess():
+    """Two identical kicks, one traced: the untraced kick's hop 2 arrives first and is guessed
+    under the traced kick (same state). The traced kick's own hop 2 is tied to it by header; the
+    guess moves to the other twin instead of the traced hop falling back to a lineage guess."""
+    t1 = "00-" + "1" * 32 + "-" + "a" * 16 + "-01"
+    t2 = "00-" + "2" * 32 + "-" + "b" * 16 + "-01"
+    kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+    tr = RunTracker()
+    tr.start(Exchange("k1", 0.000, "a", request=kick, headers=(("traceparent", t1),)))
+    tr.start(Exchange("k2", 0.001, "a", request=kick))
+    guess = tr.start(Exchange("h2-of-k2", 0.002, "b", request={**kick, "digits": [7]},
+                              headers=(("traceparent", t2),)))
+    assert guess.parent == "k1" and guess.evidence == "lineage+answer"  # the twin taken first
+    own = tr.start(Exchange("h2-of-k1", 0.003, "b", request={**kick, "digits": [9]},
+                            headers=(("traceparent", t1),)))
+    assert (own.parent, own.evidence) == ("k1", "header")
+    assert tr.assignment("h2-of-k2").parent == "k2"
