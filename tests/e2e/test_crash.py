@@ -32,8 +32,10 @@ def kick_number(rec: dict) -> int | None:
 
 
 def placements(raw: bytes) -> int:
-    """Whole ``placement`` lines (corrected run placements, not flows: docs/dump-format.md)."""
-    return sum(1 for line in raw.split(b"\n") if line.startswith(b'{"type":"placement"'))
+    """Whole ``placement`` lines (corrected run placements, not flows: docs/dump-format.md); a
+    cut last line is not one, whatever it began as."""
+    whole = raw[: raw.rfind(b"\n") + 1]
+    return sum(1 for line in whole.split(b"\n") if line.startswith(b'{"type":"placement"'))
 
 
 def test_kill_9_mid_load_keeps_every_answered_exchange(start_stack, procs, tmp_path):
