@@ -15,8 +15,7 @@ from mitmproxy.hooks import UpdateHook
 from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
 from proxy_addons.lineage import LINEAGES, PingPongLineage
-from proxy_addons.recorder import Recorder, cached_record, forget_record, request_body
-from proxy_addons.bodies import DEFAULT_MAX_BODY
+from proxy_addons.recorder import Recorder, cached_record, configured_request_body, forget_record
 from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
 from proxy_addons.runs_model import ENGINE_HEADERS, hop_fields, placement, run_fields
 
@@ -44,7 +43,6 @@ class LiveRuns:
         self.flows: dict[str, http.HTTPFlow] = {}  # open runs' flows, to fix comments at the end
         self.finished = 0
         self.to_report: list[Run] = []  # finished runs whose diagnosis is written next iteration
-        self.max_body = DEFAULT_MAX_BODY
         self.pending: list[tuple[bool, http.HTTPFlow]] = []  # (is start, flow) for the engine
         self.sync = False  # place each request in its own hook (see _check_sync)
 
@@ -56,8 +54,6 @@ class LiveRuns:
         )
 
     def configure(self, updated: set[str]) -> None:
-        if "hoptrace_max_body" in updated:  # the recorder's option: read once, not per flow
-            self.max_body = ctx.options.hoptrace_max_body
         if "hoptrace_lineage" in updated:
             name = ctx.options.hoptrace_lineage
             if name not in LINEAGES:
@@ -135,7 +131,7 @@ class LiveRuns:
         peer = flow.client_conn.peername
         ex = Exchange(
             flow_id=flow.id, started=req.timestamp_start, service=flow.metadata[flowmeta.SERVICE],
-            method=req.method, path=req.path, request=_value(request_body(flow, self.max_body)),
+            method=req.method, path=req.path, request=_value(configured_request_body(flow)),
             headers=engine_headers(req.headers.fields),
             client=f"{peer[0]}:{peer[1]}" if peer else None,
         )

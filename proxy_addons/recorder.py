@@ -109,6 +109,11 @@ def flow_record(flow: http.HTTPFlow, max_body: int = DEFAULT_MAX_BODY) -> dict:
 _max_body = [DEFAULT_MAX_BODY]  # the option, as last configured (an option read costs µs per flow)
 
 
+def configured_request_body(flow: http.HTTPFlow) -> dict:
+    """``request_body`` cut at the configured ``hoptrace_max_body`` (what the record will hold)."""
+    return request_body(flow, _max_body[0])
+
+
 def cached_record(flow: http.HTTPFlow) -> dict:
     """The flow's record, built once per flow however many addons ask for it (diagnosis reads
     it before the recorder writes it). Kept on the flow object, not in its saved state."""
