@@ -79,15 +79,13 @@ def group_rss(pgid: int) -> int:
 
 def engine(path: str) -> None:
     """The offline path, streamed (the ``engine`` measurement runs this in a child)."""
-    import orjson
-
     from proxy_addons.diagnosis import diagnose
     from proxy_addons.dumpio import read_records
     from proxy_addons.runs import iter_runs
 
     out = sys.stdout.buffer
     for run in iter_runs(read_records(path)):
-        out.write(orjson.dumps(diagnose(run).to_json(), default=str, option=orjson.OPT_APPEND_NEWLINE))
+        out.write(diagnose(run).to_bytes() + b"\n")
 
 
 def main(argv: list[str] | None = None) -> int:

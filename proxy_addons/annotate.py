@@ -212,7 +212,7 @@ class LiveRuns:
             d = diagnose(run, self.tracker.lineage)
             log.info(log_line(d))
             if self.recorder is not None:
-                self.recorder.write_run(d.to_json())
+                self.recorder.write_run(d.to_bytes())
 
     def done(self) -> None:
         self._flush()

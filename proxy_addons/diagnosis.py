@@ -26,12 +26,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
-from proxy_addons.lineage import GAVE_UP, Lineage, PingPongLineage
+from proxy_addons.lineage import GAVE_UP, Lineage, PingPongLineage, diff
+from proxy_addons.run_json import run_bytes, run_json
 from proxy_addons.runs_model import Assignment, Hop, Run
 
 OUTCOMES = ("broken", "completed", "error", "in_flight")
+_TO = attrgetter("to")
 
 
 @dataclass(slots=True)
@@ -42,31 +45,12 @@ class Diagnosis:
     changes: list[dict | None]  # per hop: what its service changed (None: unknown)
 
     def to_json(self) -> dict:
-        """The runs.jsonl contract (docs/report-format.md)."""
-        kick = self.run.kick.exchange
-        return {
-            "run": self.run.run_id,
-            "outcome": self.outcome,
-            "partial": self.run.partial,
-            "length": len(self.run.hops),
-            "status": kick.status,
-            "started": kick.started,
-            "duration_ms": kick.duration_ms,
-            "replay_of": kick.replay_of,
-            "hops": [_hop_json(h, c) for h, c in zip(self.run.hops, self.changes, strict=True)],
-            "break": self.brk,
-        }
+        """The runs.jsonl contract (docs/report-format.md; proxy_addons/run_json.py)."""
+        return run_json(self)
 
-
-def _hop_json(h: Hop, change: dict | None) -> dict:
-    ex = h.exchange
-    return {
-        "hop": h.hop, "flow_id": h.flow_id, "from": h.sender, "to": h.to, "method": ex.method,
-        "path": ex.path, "status": ex.status, "request": ex.request, "response": ex.response,
-        "started": ex.started, "duration_ms": ex.duration_ms, "evidence": h.evidence,
-        "iteration": h.iteration, "parent": h.parent, "origin": ex.origin, "error": ex.error,
-        "change": change, "injected": ex.injected is not None, "fault": ex.injected,
-    }
+    def to_bytes(self) -> bytes:
+        """``to_json`` encoded, compact UTF-8, without building its dicts (the fast report)."""
+        return run_bytes(self)
 
 
 def rejected(h: Hop) -> bool:
@@ -75,11 +59,6 @@ def rejected(h: Hop) -> bool:
     upstream = ex.origin == "upstream" or (ex.origin is None and ex.error is None)
     upstream = upstream or ex.injected is not None  # an injected 4xx stands for a rejection
     return upstream and ex.status is not None and 400 <= ex.status < 500
-
-
-def _failed(h: Hop) -> bool:
-    ex = h.exchange
-    return ex.error is not None or (ex.status is not None and ex.status >= 500)
 
 
 def _payload_of(body: Any) -> Any:
@@ -110,13 +89,10 @@ def _brk(run: Run, h: Hop, status: int | None, detail: Any, lin: Lineage, change
     }
 
 
-def _error_break(run: Run, lin: Lineage, changes: dict | None = None) -> dict | None:
-    """The hop where the failure began: the deepest failed hop; when it gave up on its partner
-    (timeout / unreachable) and the partner's hop is recorded, that hop is the one that failed."""
-    failed = [h for h in run.hops if _failed(h)]
-    if not failed:
-        return None
-    h = max(failed, key=lambda x: x.hop)
+def _error_break(run: Run, h: Hop, lin: Lineage, changes: dict | None = None) -> dict:
+    """The hop where the failure began: ``h``, the deepest failed hop; when it gave up on its
+    partner (timeout / unreachable) and the partner's hop is recorded, that hop is the one that
+    failed."""
     ex = h.exchange
     detail = ex.error if ex.error is not None else ex.response
     body = ex.response if isinstance(ex.response, dict) else {}
@@ -149,39 +125,70 @@ def hop_changes(run: Run, lin: Lineage) -> list[dict | None]:
 
 
 def _changes(run: Run, lin: Lineage) -> tuple[list[dict | None], dict[str, tuple[str, dict]]]:
-    """``hop_changes``, and flow id → (the child it was diffed against, change)."""
-    child_of = {h.parent: h for h in run.hops if h.parent}
-    out: list[dict | None] = []
+    """``hop_changes``, and flow id → (the child it was diffed against, change). (The hot loop
+    of every report: one pass, the lineage's diff looked up once.)"""
+    hops = run.hops
+    differ = _differ(lin)
     by_parent: dict[str, tuple[str, dict]] = {}
-    for h in run.hops:
+    if len(hops) == 1:  # a kick refused at once: a third of all runs
+        return [_leaf_change(hops[0], differ)], by_parent
+    child_of = {h.parent: h for h in hops if h.parent}
+    out: list[dict | None] = []
+    for h in hops:
         c = child_of.get(h.flow_id)
-        resp = h.exchange.response
         if c is not None:
-            change = lin.diff(h.exchange.request, c.exchange.request)
+            change = differ(h.exchange.request, c.exchange.request)
             by_parent[h.flow_id] = (c.flow_id, change)
             out.append(change)
-        elif isinstance(resp, dict) and resp.get("outcome") == "max_hops":
-            out.append(lin.diff(h.exchange.request, _payload_of(resp)))
         else:
-            out.append(None)
+            out.append(_leaf_change(h, differ))
     return out, by_parent
+
+
+def _leaf_change(h: Hop, differ) -> dict | None:
+    """A hop that forwarded nothing: the payload of its ``max_hops`` answer, if it gave one."""
+    resp = h.exchange.response
+    if isinstance(resp, dict) and resp.get("outcome") == "max_hops":
+        return differ(h.exchange.request, resp.get("payload"))
+    return None
+
+
+def _differ(lin: Lineage):
+    """``lin.diff``; the plain function itself when the lineage does not override it."""
+    return diff if type(lin).diff is Lineage.diff else lin.diff
+
+
+def _scan(hops: list[Hop]) -> tuple[Hop | None, Hop | None]:
+    """(the first rejected hop, the deepest failed one — the first of equals), in one pass."""
+    reject = failed = None
+    for h in hops:
+        ex = h.exchange
+        status = ex.status
+        if ex.error is None and (status is None or status < 400):
+            continue  # neither: nearly every hop
+        if ex.error is not None or status >= 500:
+            if failed is None or h.hop > failed.hop:
+                failed = h
+        elif reject is None and rejected(h):
+            reject = h
+    return reject, failed
 
 
 def diagnose(run: Run, lineage: Lineage | None = None) -> Diagnosis:
     """Outcome, break and per-hop changes of one run (see the module doc for the rules)."""
     lin = lineage or PingPongLineage()
     changes, by_parent = _changes(run, lin)
-    reject = next((h for h in run.hops if rejected(h)), None)
-    reject_brk = _brk(run, reject, reject.exchange.status, reject.exchange.response, lin, by_parent,
-                      reason="rejected") if reject else None
-    error_brk = _error_break(run, lin, by_parent)
+    reject, failed = _scan(run.hops)
+    error_brk = _error_break(run, failed, lin, by_parent) if failed is not None else None
     kick = run.kick.exchange
-    if run.in_flight:
-        outcome, brk = "in_flight", error_brk or reject_brk
-    elif error_brk is not None:
-        outcome, brk = "error", error_brk
-    elif reject_brk is not None:
-        outcome, brk = "broken", reject_brk
+    if error_brk is not None:
+        outcome, brk = ("in_flight" if run.in_flight else "error"), error_brk
+    elif reject is not None:
+        brk = _brk(run, reject, reject.exchange.status, reject.exchange.response, lin, by_parent,
+                   reason="rejected")
+        outcome = "in_flight" if run.in_flight else "broken"
+    elif run.in_flight:
+        outcome, brk = "in_flight", None
     elif kick.status is not None and 200 <= kick.status < 300:
         brk = _answer_break(run)
         outcome = "broken" if brk else "completed"
@@ -205,15 +212,18 @@ class Summary:
         self.lengths: Counter[int] = Counter()
 
     def add(self, d: Diagnosis) -> None:
-        if d.brk is not None and d.brk.get("injected"):
-            self.injected[d.brk["service"] or "?"] += 1
-        self.received.update(h.to or "?" for h in d.run.hops)
-        if d.brk is not None and d.outcome == "broken":
-            self.breaks[d.brk["service"] or "?"] += 1
-        elif d.brk is not None and d.outcome == "error":
-            self.errors[d.brk["service"] or "?"] += 1
+        b = d.brk
+        if b is not None:
+            if b.get("injected"):
+                self.injected[b["service"] or "?"] += 1
+            if d.outcome == "broken":
+                self.breaks[b["service"] or "?"] += 1
+            elif d.outcome == "error":
+                self.errors[b["service"] or "?"] += 1
+        hops = d.run.hops
+        self.received.update(map(_TO, hops))  # None (no service) is counted as "?" by ``to_json``
         self.outcomes[d.outcome] += 1
-        self.lengths[len(d.run.hops)] += 1
+        self.lengths[len(hops)] += 1
 
     def merge(self, other: Summary) -> None:
         """Add the counts of another part of the same report (report_parallel: one per core)."""
@@ -225,13 +235,16 @@ class Summary:
 
     def to_json(self) -> dict:
         b, e, i = self.breaks, self.errors, self.injected
+        received: Counter[str] = Counter()
+        for s, n in self.received.items():
+            received[s or "?"] += n
         return {
             "runs": sum(self.outcomes.values()),
             "outcomes": {o: self.outcomes.get(o, 0) for o in OUTCOMES},
             "hops": sum(self.received.values()),
             "services": {
                 s: {"received": n, "breaks": b[s], "break_rate": b[s] / n, "errors": e[s], "injected": i[s]}
-                for s, n in sorted(self.received.items())
+                for s, n in sorted(received.items())
             },
             "run_length": dict(sorted(self.lengths.items())),
         }

@@ -63,24 +63,29 @@ def canonical(value: Any) -> bytes | str:
 def diff(before: Any, after: Any) -> dict:
     """What changed from ``before`` to ``after``: ``changed`` {key: [old, new]}, ``added``,
     ``removed``, and ``appended`` {key: [new items]} where a list only grew at its end.
-    Non-objects that differ are reported under the key ``""``. Empty dict: no change."""
+    Non-objects that differ are reported under the key ``""``. Empty dict: no change.
+    (Runs for every hop of every report: ``same`` inline, and ``removed`` looked for only when
+    some key of ``before`` was not met in ``after``.)"""
     if not (isinstance(before, dict) and isinstance(after, dict)):
         return {} if same(before, after) else {"changed": {"": [before, after]}}
     out: dict[str, dict] = {}
+    met = 0
     for key, new in after.items():
         if key not in before:
             out.setdefault("added", {})[key] = new
             continue
+        met += 1
         old = before[key]
-        if old == new:  # ``same``, inline: this runs for every hop of every report
+        if old == new:
             continue
         if type(old) is list and type(new) is list and len(new) > len(old) and new[: len(old)] == old:
             out.setdefault("appended", {})[key] = new[len(old) :]
         else:
             out.setdefault("changed", {})[key] = [old, new]
-    for key, old in before.items():
-        if key not in after:
-            out.setdefault("removed", {})[key] = old
+    if met < len(before):
+        for key, old in before.items():
+            if key not in after:
+                out.setdefault("removed", {})[key] = old
     return out
 
 

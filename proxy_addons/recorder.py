@@ -32,6 +32,11 @@ CLIENT_GONE = "Client disconnected."  # mitmproxy's error when the caller hangs 
 REDACTOR = "_hoptrace_redactor"
 
 
+def _run_line(run: bytes | dict) -> bytes:
+    """A runs.jsonl line: a finished run's JSON as encoded already, or a dict."""
+    return run + b"\n" if type(run) is bytes else jsonl(run)
+
+
 def redactor(flow: http.HTTPFlow):
     return getattr(flow, REDACTOR, None)
 
@@ -189,7 +194,7 @@ class Recorder:
     def _open_sink(self) -> None:
         mitm = MitmEncoder()  # on_disk inside: a deferred flow is redacted when written, off the answer's path
         self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": lambda f: mitm(on_disk(f)),
-                                        "runs.jsonl": jsonl})
+                                        "runs.jsonl": _run_line})
 
     # Plain (not async) hooks: the write is synchronous, and mitmproxy calls a sync hook without
     # creating and scheduling a coroutine per flow.
@@ -238,8 +243,9 @@ class Recorder:
         for rec in records:
             self.sink.defer({"flows.jsonl": rec})
 
-    def write_run(self, run: dict) -> None:
-        """Append one finished run to runs.jsonl (deferred: no client waits on it)."""
+    def write_run(self, run: bytes | dict) -> None:
+        """Append one finished run to runs.jsonl (deferred: no client waits on it): its JSON
+        already encoded (``Diagnosis.to_bytes``), or a dict."""
         if self.sink is None:
             self.open()
         self.sink.defer({"runs.jsonl": run})

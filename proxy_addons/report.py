@@ -123,7 +123,7 @@ def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress:
         for run in runs:
             d = diagnose(run, lin)
             summary.add(d)
-            out.write((b",\n" if n else b"\n") + jsonl(d.to_json()).rstrip(b"\n"))
+            out.write((b",\n" if n else b"\n") + d.to_bytes())
             n += 1
 
     with _bar(progress) as bar:
