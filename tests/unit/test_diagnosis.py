@@ -217,3 +217,30 @@ def test_replayed_kick_names_the_original_run():
     s.kick(T0 + 1, {"name": "other", "digits": []})
     first, second = (diagnose(r).to_json() for r in reconstruct(s.dump()))
     assert first["replay_of"] == {"run": "1a2b3c4d", "hop": 3} and second["replay_of"] is None
+
+
+RUN_KEYS = ["run", "outcome", "partial", "length", "status", "started", "duration_ms", "replay_of", "hops",
+            "break"]  # docs/report-format.md, in its order
+HOP_KEYS = ["hop", "flow_id", "from", "to", "method", "path", "status", "request", "response", "started",
+            "duration_ms", "evidence", "iteration", "parent", "origin", "error", "change", "injected", "fault"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_encoded_run_is_the_json_of_the_run_document(seed):
+    """``to_bytes`` (what reports and runs.jsonl write) says exactly what ``to_json`` holds, keys in
+    the documented order, for odd payloads too: a huge int, non-ASCII text, a float, an injected fault."""
+    s = Synth(seed=seed, max_hops=8, inject_rate=0.3, fail_rate=0.3)
+    s.kick(T0, {"name": "päyload \u2028", "digits": [], "big": 2**70, "f": 0.1})
+    for i in range(20):
+        s.kick(T0 + 0.5 + i, {"digits": []})
+    runs = reconstruct(s.dump())
+    assert len(runs) == 21
+    for run in runs:
+        d = diagnose(run)
+        doc = d.to_json()
+        assert list(doc) == RUN_KEYS and all(list(h) == HOP_KEYS for h in doc["hops"])
+        assert json.loads(d.to_bytes()) == doc
+        assert doc["length"] == len(doc["hops"]) == len(run.hops)
+    first = diagnose(runs[0]).to_json()
+    assert first["hops"][0]["request"]["big"] == 2**70 and first["hops"][0]["request"]["name"] == "päyload \u2028"
+    assert any(h["injected"] and h["fault"] for r in runs for h in diagnose(r).to_json()["hops"])
