@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from operator import attrgetter
 from typing import Any
 
 from proxy_addons.lineage import GAVE_UP, Lineage, PingPongLineage, diff
@@ -34,7 +33,6 @@ from proxy_addons.run_json import run_bytes, run_json
 from proxy_addons.runs_model import Assignment, Hop, Run
 
 OUTCOMES = ("broken", "completed", "error", "in_flight")
-_TO = attrgetter("to")
 
 
 @dataclass(slots=True)
@@ -221,7 +219,9 @@ class Summary:
             elif d.outcome == "error":
                 self.errors[b["service"] or "?"] += 1
         hops = d.run.hops
-        self.received.update(map(_TO, hops))  # None (no service) is counted as "?" by ``to_json``
+        received = self.received  # None (no service) is counted as "?" by ``to_json``
+        for h in hops:
+            received[h.to] += 1
         self.outcomes[d.outcome] += 1
         self.lengths[len(hops)] += 1
 

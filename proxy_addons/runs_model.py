@@ -82,6 +82,8 @@ class Exchange:
 
     def header(self, name: str) -> str | None:
         """First request header of that name, case-insensitively."""
+        if not self.headers:
+            return None
         low = name.lower()
         return next((v for k, v in self.headers if k.lower() == low), None)
 
