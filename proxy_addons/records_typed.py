@@ -87,16 +87,21 @@ def placement(line: bytes) -> tuple[str, Any] | None:
     return (r.flow_id, r.run) if r.type == "placement" else None
 
 
-def decode(line: bytes) -> tuple[Exchange, Any, msgspec.Raw | None] | None:
-    """(the exchange, the record's ``run`` field, its request headers still as JSON: the
-    exchange has none until ``headers_of`` reads them), or None when the line is not a flow
-    record this schema takes (the caller then reads it the general way)."""
+def record(line: bytes) -> Record | None:
+    """The flow record, or None when the line is not one this schema takes (the caller then
+    reads it the general way)."""
     try:
         r = _decode(line)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     if r.type != "flow" or r.service is None:  # no service: report.service_of decides
         return None
+    return r
+
+
+def exchange(r: Record) -> Exchange:
+    """The record's exchange, without request headers (``Record.request.headers`` holds them
+    as JSON until ``headers_of`` reads them)."""
     req = r.request
     resp = r.response
     body = resp.body if resp is not None else None
@@ -114,4 +119,16 @@ def decode(line: bytes) -> tuple[Exchange, Any, msgspec.Raw | None] | None:
         r.flow_id, r.started, r.service, r.method or "POST", r.path or "", req_value, (),
         r.client, ended, r.status if ended is not None else None, value, exact, r.error, r.origin,
         inj if isinstance(inj, dict) else ({} if inj else None),
-    ), r.run, req.headers if req is not None else None
+    )
+
+
+def raw_headers(r: Record) -> msgspec.Raw | None:
+    req = r.request
+    return req.headers if req is not None else None
+
+
+def decode(line: bytes) -> tuple[Exchange, Any, msgspec.Raw | None] | None:
+    """(the exchange, the record's ``run`` field, its request headers still as JSON: the
+    exchange has none until ``headers_of`` reads them), or None (see ``record``)."""
+    r = record(line)
+    return None if r is None else (exchange(r), r.run, raw_headers(r))

@@ -21,7 +21,7 @@ from proxy_addons.dumpio import _loads
 from proxy_addons.lineage import Lineage
 from proxy_addons.runs_assemble import Item
 from proxy_addons.runs_fast import FastRuns, Out
-from proxy_addons.records_typed import decode, placement
+from proxy_addons.records_typed import placement, record
 from proxy_addons.runs_model import Exchange
 from proxy_addons.sink import jsonl
 
@@ -66,9 +66,7 @@ class Writer:
                 continue
             d = diagnose(run, self.lineage)
             part.summary.add(d)
-            if part.runs:
-                self.out.write(b",\n")
-            self.out.write(encode(d.to_json()))
+            self.out.write(b",\n" + d.to_bytes() if part.runs else d.to_bytes())
             part.runs += 1
             if note:
                 part.notes.append(note)
@@ -103,7 +101,7 @@ def scan(path: str, start: int, end: int | None, lineage: Lineage, out, service_
 def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, service_of) -> None:
     """The dumpio rules (blank lines ignored; broken lines and other record types skipped and
     said, in the reader's own range only), records fed to ``fr`` as they come."""
-    part, write, flow, place = writer.part, writer.write, fr.flow, fr.placement
+    part, write, typed, place = writer.part, writer.write, fr.record, fr.placement
     own_pos = lambda p: start <= p < own_end  # noqa: E731
     read = 0
     with open(path, "rb") as f:
@@ -122,11 +120,11 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
                     place(moved[0], moved[1], here)
                     continue
             else:
-                typed = decode(line)
-                if typed is not None:
+                r = record(line)
+                if r is not None:
                     if here < own_end:
                         read += 1
-                    outs = flow(typed[0], typed[1], here, typed[2])
+                    outs = typed(r, here)
                     if outs:
                         write(outs, own_pos)
                     continue

@@ -63,8 +63,15 @@ def _assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
         kick = items[0]
         if kick.fields["parent"] is not None:
             raise Inconsistent("no kick")
-        return _run(run_id, kick, [], lineage)
+        return _run(run_id, kick, _kick(run_id, kick), [kick], lineage)
+    try:
+        chain = {it.fields["parent"]: it for it in items}  # parent → its one child
+    except (KeyError, TypeError):
+        chain = None  # the general way says which
+    if chain is not None and len(chain) == len(items) and (hops := _chain(chain)) is not None:
+        return _run(run_id, hops[0], _kick(run_id, hops[0]), hops, lineage)
     children: dict[str, list[Item]] = {}
+    kids_of = children.get
     kick = None
     for it in items:
         parent = it.fields["parent"]
@@ -72,26 +79,53 @@ def _assemble(run_id: str, items: list[Item], lineage: Lineage) -> Run:
             if kick is not None:
                 raise Inconsistent("two kicks")
             kick = it
-        elif parent in children:
-            children[parent].append(it)
-        else:
+        elif (kids := kids_of(parent)) is None:
             children[parent] = [it]
+        else:
+            kids.append(it)
     if kick is None:
         raise Inconsistent("no kick")
-    return _run(run_id, kick, children, lineage, len(items))
+    kex = _kick(run_id, kick)
+    return _run(run_id, kick, kex, _walk(kick, children, len(items)), lineage)
 
 
-def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run:
-    """Walk the tree from the kick, checking each hop against its parent."""
-    kf, kex = kick.fields, kick.read_headers(replay_only=True)  # they may say it is a replay
+def _chain(chain: dict) -> list[Item] | None:
+    """The hops of a run where each hop has at most one child (``_walk`` without the tree), or
+    None when they do not hold together (the general way then says why)."""
+    kick = chain.get(None)
+    if kick is None:
+        return None
+    hops: list[Hop] = [kick]
+    hop, top, svc = 1, kick, kick.exchange.service
+    while (c := chain.get(top.flow_id)) is not None:
+        f, sender, hop = c.fields, svc or "?", hop + 1
+        svc = c.exchange.service
+        if f["hop"] != hop or f["from"] != sender or f["to"] != svc:
+            return None
+        c.hop, c.sender, c.parent, c.to, c.evidence, c.iteration = (
+            hop, sender, top.flow_id, svc, f["evidence"], f["iteration"])
+        hops.append(c)
+        top = c
+    return hops if len(hops) == len(chain) else None
+
+
+def _kick(run_id: str, kick: Item) -> Exchange:
+    """Check the kick's fields; read its headers if they may say it is a replay."""
+    kf, kex = kick.fields, kick.read_headers(replay_only=True)
     if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
             run_id_of(kex.flow_id) != run_id):
         raise Inconsistent("its kick is not a kick")
     kick.hop, kick.sender, kick.to, kick.parent = 1, "client", kex.service, None
     kick.evidence, kick.iteration = kf["evidence"], kf["iteration"]
+    return kex
+
+
+def _walk(kick: Item, children: dict[str, list[Item]], n: int) -> list[Hop]:
+    """The tree from the kick, depth-first, children in start order (``runs_index.walk``),
+    each hop checked against its parent as it is reached."""
     hops: list[Hop] = [kick]
     stack = [kick]
-    while stack:  # depth-first, children in start order: runs_index.walk
+    while stack:
         top = stack.pop()
         if top is not kick:
             f, ex = top.fields, top.exchange
@@ -99,7 +133,7 @@ def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run
                 raise Inconsistent(f"hop {f['hop']} does not follow its parent")
             top.to, top.evidence, top.iteration = ex.service, f["evidence"], f["iteration"]
             hops.append(top)
-        kids = children.get(top.flow_id) if children else None
+        kids = children.get(top.flow_id)
         if kids:
             if len(kids) > 1:
                 kids = sorted(kids, key=_started, reverse=True)
@@ -109,6 +143,12 @@ def _run(run_id: str, kick: Item, children, lineage: Lineage, n: int = 1) -> Run
             stack.extend(kids)
     if len(hops) != n:
         raise Inconsistent("a parent outside the run")
+    return hops
+
+
+def _run(run_id: str, kick: Item, kex: Exchange, hops: list[Hop], lineage: Lineage) -> Run:
+    """The run of these checked hops, the kick first (``kex``: its exchange)."""
+    kf = kick.fields
     expected = lineage.expected_hop(kex.service, kex.request)
     partial = kf["evidence"] == "timing" or (expected is not None and expected > 1)
     return Run(run_id, hops, partial=partial, in_flight=kex.ended is None)

@@ -23,9 +23,9 @@ import gc
 import heapq
 import math
 from proxy_addons.lineage import Lineage, PingPongLineage
-from proxy_addons.records_typed import headers_of
+from proxy_addons.records_typed import Record, exchange, headers_of, raw_headers
 from proxy_addons.runs import SKEW
-from proxy_addons.runs_assemble import Inconsistent, Item, assemble, rebuild, valid_fields
+from proxy_addons.runs_assemble import Inconsistent, Item, assemble, rebuild
 from proxy_addons.runs_model import Exchange, Run
 from proxy_addons.runs_replay import Replay, start_view
 
@@ -93,26 +93,58 @@ class FastRuns:
             out.extend(self._due(ended))
         return out
 
-    def placement(self, flow_id: str, run, pos: int) -> list[Out]:
+    def record(self, r: Record, pos: int) -> list[Out] | tuple:
+        """A flow record as ``records_typed.record`` decoded it. The common case (placed, ended,
+        first seen) inline, as ``flow`` would do it; the rest through ``flow``."""
+        run, ended = r.run, r.ended
+        if ended is None or type(run) is not dict or type(rid := run.get("id")) is not str or (
+                "parent" not in run):
+            return self.flow(exchange(r), run, pos, raw_headers(r))
+        if self.first_end is None:
+            self.first_end = ended
+        items, fid = self.items, r.flow_id
+        if fid in items:
+            return ()  # a repeated record: the first one counts (as the engine)
+        req = r.request
+        ex = exchange(r)
+        it = items[fid] = Item(ex, run, pos, req.headers if req is not None else None)
+        group = self.groups.get(rid)
+        if group is None:
+            self.groups[rid] = [it]
+        else:
+            group.append(it)
+        due = self.due
+        if run["parent"] is None:
+            horizon = self.horizon if self.horizon is not None else 1.5 * (ended - ex.started) + SKEW
+            heapq.heappush(due, (ended + horizon, pos, rid, it))  # ``_schedule``, inline
+            self.owned_due += pos < self.own_end
+        return self._due(ended) if due and due[0][0] < ended else ()
+
+    def placement(self, flow_id: str, run, pos: int) -> tuple:
         """A corrected placement: the last one for a flow wins."""
-        if not valid_fields(run):
-            return []
+        if type(run) is not dict or type(rid := run.get("id")) is not str or "parent" not in run:
+            return ()  # not valid_fields
         it = self.items.get(flow_id)
         if it is None:
             self.orphans.append((pos, flow_id, run))
-            return []
+            return ()
         old = it.fields["id"]
         it.fields = run
-        if run["id"] != old:
-            group = self.groups.get(old)
-            if group is not None:
+        if rid != old:
+            groups = self.groups
+            group = groups[old]  # an open item is in its run's group (``_forget`` drops both)
+            if len(group) == 1:
+                del groups[old]
+            else:
                 group.remove(it)
-                if not group:
-                    del self.groups[old]
-            self.groups.setdefault(run["id"], []).append(it)
+            group = groups.get(rid)
+            if group is None:
+                groups[rid] = [it]
+            else:
+                group.append(it)
         if run["parent"] is None:
-            self._schedule(it, run["id"])
-        return []
+            self._schedule(it, rid)
+        return ()
 
     def _schedule(self, kick: Item, rid: str) -> None:
         """Due once the reading is past the kick's end + the horizon: 1.5 × the kick's duration
@@ -128,23 +160,26 @@ class FastRuns:
     # --- output --------------------------------------------------------------------------------
     def _due(self, now: float) -> list[Out]:
         out: list[Out] = []
-        due, items = self.due, self.items
+        due, items, own_end, pop = self.due, self.items, self.own_end, heapq.heappop
         while due and due[0][0] < now:
-            _, pos, rid, kick = heapq.heappop(due)
-            self.owned_due -= pos < self.own_end
+            _, pos, rid, kick = pop(due)
+            mine = pos < own_end
+            self.owned_due -= mine
             f = kick.fields
             if f["parent"] is not None or f["id"] != rid or items.get(kick.flow_id) is not kick:
                 continue  # moved since (a placement): its own entry decides
-            if pos >= self.own_end:  # the next reader's run: our records of it go to the join
-                self.early.extend(it for it in self._forget(rid) if it.pos < self.own_end)
+            if not mine:  # the next reader's run: our records of it go to the join
+                self.early.extend(it for it in self._forget(rid) if it.pos < own_end)
                 continue
             if self.first is not None and kick.exchange.started <= self.first_end + SKEW:
                 self.early.extend(self._forget(rid))  # it may have records before us
                 continue
-            group = self._forget(rid)
-            if self.own_end != math.inf:  # records past our range: the next reader saw them too
-                self.claimed.extend(it.flow_id for it in group if it.pos >= self.own_end)
-            out.extend(self.emit(rid, group, pos))
+            group = self.groups.pop(rid)  # ``_forget``, inline
+            for it in group:
+                del items[it.flow_id]
+            if own_end != math.inf:  # records past our range: the next reader saw them too
+                self.claimed.extend(it.flow_id for it in group if it.pos >= own_end)
+            out += self.emit(rid, group, pos)
         return out
 
     def _forget(self, rid: str) -> list[Item]:
