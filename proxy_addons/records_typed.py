@@ -16,23 +16,23 @@ from proxy_addons.runs_model import Exchange
 UNSET = msgspec.UNSET
 
 
-class Body(msgspec.Struct):
+class Body(msgspec.Struct, gc=False):  # gc=False: decoded JSON holds no cycles
     kind: Any = None
     value: Any = None
     truncated: Any = None
     note: Any = UNSET
 
 
-class Request(msgspec.Struct):
+class Request(msgspec.Struct, gc=False):
     headers: msgspec.Raw = msgspec.Raw(b"null")  # read when needed (``headers_of``): a kick's
     body: Body | None = None
 
 
-class Response(msgspec.Struct):
+class Response(msgspec.Struct, gc=False):
     body: Body | None = None
 
 
-class Record(msgspec.Struct):
+class Record(msgspec.Struct, gc=False):
     flow_id: str
     started: float
     type: str = "flow"
@@ -50,14 +50,15 @@ class Record(msgspec.Struct):
     run: Any = None
 
 
-class Placement(msgspec.Struct):
+class Placement(msgspec.Struct, gc=False):
     flow_id: str
     run: Any = None
     type: str = "placement"
 
 
-_decode = msgspec.json.Decoder(Record).decode
-_placement = msgspec.json.Decoder(Placement).decode
+decode_record = _decode = msgspec.json.Decoder(Record).decode  # raises ``BAD``
+decode_placement = _placement = msgspec.json.Decoder(Placement).decode
+BAD = (msgspec.DecodeError, msgspec.ValidationError)
 _headers = msgspec.json.Decoder(list[tuple[str, str]] | None).decode
 
 
@@ -82,7 +83,7 @@ def placement(line: bytes) -> tuple[str, Any] | None:
     """(flow id, run field) of a placement record, or None (the caller reads it the general way)."""
     try:
         r = _placement(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except BAD:
         return None
     return (r.flow_id, r.run) if r.type == "placement" else None
 
@@ -92,7 +93,7 @@ def record(line: bytes) -> Record | None:
     reads it the general way)."""
     try:
         r = _decode(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except BAD:
         return None
     if r.type != "flow" or r.service is None:  # no service: report.service_of decides
         return None

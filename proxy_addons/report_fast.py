@@ -21,7 +21,7 @@ from proxy_addons.dumpio import _loads
 from proxy_addons.lineage import Lineage
 from proxy_addons.runs_assemble import Item
 from proxy_addons.runs_fast import FastRuns, Out
-from proxy_addons.records_typed import placement, record
+from proxy_addons.records_typed import BAD, decode_placement, decode_record
 from proxy_addons.runs_model import Exchange
 from proxy_addons.sink import jsonl
 
@@ -104,7 +104,7 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
     part, write, typed, place = writer.part, writer.write, fr.record, fr.placement
     own_pos = lambda p: start <= p < own_end  # noqa: E731
     read = 0
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=1 << 20) as f:  # 2-3× cheaper lines than the default 8 KB
         f.seek(start)
         pos, n = start, 0
         for line in f:
@@ -114,14 +114,20 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
                 n += 1
             elif fr.owned_due == 0:
                 break  # every run whose kick is ours has been handed out
-            if line.startswith(PLACEMENT):
-                moved = placement(line)
-                if moved is not None:
-                    place(moved[0], moved[1], here)
+            if line.startswith(PLACEMENT):  # records_typed.placement, inline
+                try:
+                    p = decode_placement(line)
+                except BAD:
+                    p = None
+                if p is not None and p.type == "placement":
+                    place(p.flow_id, p.run, here)
                     continue
-            else:
-                r = record(line)
-                if r is not None:
+            else:  # records_typed.record, inline
+                try:
+                    r = decode_record(line)
+                except BAD:
+                    r = None
+                if r is not None and r.type == "flow" and r.service is not None:
                     if here < own_end:
                         read += 1
                     outs = typed(r, here)
