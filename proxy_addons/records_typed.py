@@ -1,8 +1,9 @@
-"""PURE: a flows.jsonl flow record decoded straight into an ``Exchange`` by msgspec, reading only
-the fields the report uses (response headers, sizes, content types are skipped, not built): about
-half the cost of ``orjson.loads`` + ``Exchange.from_record`` per record, the largest cost of the
-fast report. Same result as ``Exchange.from_record``; a record this strict schema refuses (a
-field of an unexpected type, NaN, a huge int) returns None and goes the ``from_record`` way.
+"""PURE: a flows.jsonl flow record decoded by msgspec into a ``Record``, reading only the fields
+the report uses (response headers, sizes, content types are skipped, not built), then into an
+``Exchange`` (``exchange``): about half the cost of ``orjson.loads`` + ``Exchange.from_record``
+per record, the largest cost of the fast report. Same result as ``Exchange.from_record``; a record
+this strict schema refuses (a field of an unexpected type, NaN, a huge int) raises ``BAD`` and
+goes the ``from_record`` way.
 """
 
 from __future__ import annotations
@@ -56,8 +57,11 @@ class Placement(msgspec.Struct, gc=False):
     type: str = "placement"
 
 
-decode_record = _decode = msgspec.json.Decoder(Record).decode  # raises ``BAD``
-decode_placement = _placement = msgspec.json.Decoder(Placement).decode
+# the reader (report_fast._read) calls them inline; a line they refuse (``BAD``), or a ``Record``
+# whose ``type`` is not "flow" or without a ``service`` (report.service_of decides), it reads the
+# general way
+decode_record = msgspec.json.Decoder(Record).decode
+decode_placement = msgspec.json.Decoder(Placement).decode
 BAD = (msgspec.DecodeError, msgspec.ValidationError)
 _headers = msgspec.json.Decoder(list[tuple[str, str]] | None).decode
 
@@ -77,27 +81,6 @@ def headers_of(raw: msgspec.Raw | bytes | None) -> tuple[tuple[str, str], ...]:
 
         return tuple([(k, v) if type(k) is str and type(v) is str else (str(k), str(v))
                       for k, v in (orjson.loads(bytes(raw)) or ())])
-
-
-def placement(line: bytes) -> tuple[str, Any] | None:
-    """(flow id, run field) of a placement record, or None (the caller reads it the general way)."""
-    try:
-        r = _placement(line)
-    except BAD:
-        return None
-    return (r.flow_id, r.run) if r.type == "placement" else None
-
-
-def record(line: bytes) -> Record | None:
-    """The flow record, or None when the line is not one this schema takes (the caller then
-    reads it the general way)."""
-    try:
-        r = _decode(line)
-    except BAD:
-        return None
-    if r.type != "flow" or r.service is None:  # no service: report.service_of decides
-        return None
-    return r
 
 
 def exchange(r: Record) -> Exchange:
@@ -126,10 +109,3 @@ def exchange(r: Record) -> Exchange:
 def raw_headers(r: Record) -> msgspec.Raw | None:
     req = r.request
     return req.headers if req is not None else None
-
-
-def decode(line: bytes) -> tuple[Exchange, Any, msgspec.Raw | None] | None:
-    """(the exchange, the record's ``run`` field, its request headers still as JSON: the
-    exchange has none until ``headers_of`` reads them), or None (see ``record``)."""
-    r = record(line)
-    return None if r is None else (exchange(r), r.run, raw_headers(r))

@@ -114,7 +114,7 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
                 n += 1
             elif fr.owned_due == 0:
                 break  # every run whose kick is ours has been handed out
-            if line.startswith(PLACEMENT):  # records_typed.placement, inline
+            if line.startswith(PLACEMENT):
                 try:
                     p = decode_placement(line)
                 except BAD:
@@ -122,7 +122,7 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
                 if p is not None and p.type == "placement":
                     place(p.flow_id, p.run, here)
                     continue
-            else:  # records_typed.record, inline
+            else:
                 try:
                     r = decode_record(line)
                 except BAD:

@@ -28,7 +28,11 @@ class Item(Hop):
     __hash__ = object.__hash__
 
     def __init__(self, ex: Exchange, fields: dict, pos: int, raw=None) -> None:
-        self.flow_id, self.exchange, self.fields, self.pos, self.raw = ex.flow_id, ex, fields, pos, raw
+        self.flow_id = ex.flow_id
+        self.exchange = ex
+        self.fields = fields
+        self.pos = pos
+        self.raw = raw
 
     def read_headers(self, replay_only: bool = False) -> Exchange:
         """Read its request headers now; ``replay_only``: only when there may be a
@@ -111,7 +115,10 @@ def _chain(chain: dict) -> list[Item] | None:
 
 def _kick(run_id: str, kick: Item) -> Exchange:
     """Check the kick's fields; read its headers if they may say it is a replay."""
-    kf, kex = kick.fields, kick.read_headers(replay_only=True)
+    kf, raw = kick.fields, kick.raw
+    if raw is not None and _REPLAY in bytes(raw).lower():  # read_headers(replay_only=True)
+        kick.read_headers()
+    kex = kick.exchange
     if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
             run_id_of(kex.flow_id) != run_id):
         raise Inconsistent("its kick is not a kick")
@@ -151,7 +158,7 @@ def _run(run_id: str, kick: Item, kex: Exchange, hops: list[Hop], lineage: Linea
     kf = kick.fields
     expected = lineage.expected_hop(kex.service, kex.request)
     partial = kf["evidence"] == "timing" or (expected is not None and expected > 1)
-    return Run(run_id, hops, partial=partial, in_flight=kex.ended is None)
+    return Run(run_id, hops, partial, kex.ended is None)
 
 
 def _started(it: Item) -> float:

@@ -94,7 +94,7 @@ class FastRuns:
         return out
 
     def record(self, r: Record, pos: int) -> list[Out] | tuple:
-        """A flow record as ``records_typed.record`` decoded it. The common case (placed, ended,
+        """A flow record as ``records_typed`` decoded it. The common case (placed, ended,
         first seen) inline, as ``flow`` would do it; the rest through ``flow``."""
         run, ended = r.run, r.ended
         if ended is None or type(run) is not dict or type(rid := run.get("id")) is not str or (
