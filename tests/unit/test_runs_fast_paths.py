@@ -1,0 +1,123 @@
+"""The fast report's shortcuts give what its general way gives: ``FastRuns.record`` (a msgspec
+``Record``, the common case inline) the same runs as ``FastRuns.flow`` (an ``Exchange``), repeated
+and in-flight records included; ``assemble``'s chain walk the same hops, or the same refusal, as
+the tree walk, on the synthetic dumps' runs and on runs whose fields were broken on purpose.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from proxy_addons import runs_assemble
+from proxy_addons.lineage import PingPongLineage
+from proxy_addons.records_typed import decode_record, exchange, raw_headers
+from proxy_addons.runs_assemble import Inconsistent, assemble
+from proxy_addons.runs_fast import FastRuns
+from tests.unit.synth_placement import with_placements
+from tests.unit.test_runs_fast import dumps
+
+
+def _lines(records: list[dict]) -> list[bytes]:
+    return [json.dumps(r).encode() + b"\n" for r in records]
+
+
+def _shape(out) -> list:
+    return [(pos, note, run.run_id, run.partial, run.in_flight,
+             [(h.flow_id, h.hop, h.sender, h.to, h.parent, h.evidence, h.iteration, h.exchange.headers)
+              for h in run.hops]) for run, pos, note in out]
+
+
+def _feed(lines: list[bytes], typed: bool) -> list:
+    fr, out, pos = FastRuns(PingPongLineage()), [], 0
+    for line in lines:
+        rec = json.loads(line)
+        if rec["type"] == "placement":
+            out += fr.placement(rec["flow_id"], rec["run"], pos)
+        else:
+            r = decode_record(line)
+            out += fr.record(r, pos) if typed else fr.flow(exchange(r), r.run, pos, raw_headers(r))
+        pos += len(line)
+    return _shape(out + fr.close())
+
+
+@pytest.mark.parametrize("seed", [11, 12])
+def test_record_gives_what_flow_gives(seed):
+    for name, records in dumps(seed).items():
+        dump = with_placements(records)
+        flows = [i for i, r in enumerate(dump) if r["type"] == "flow"]
+        for i in reversed(flows[3::7]):  # repeated records, while their run is open
+            dump.insert(i + 1, copy.deepcopy(dump[i]))
+        lines = _lines(dump)
+        typed, general = _feed(lines, True), _feed(lines, False)
+        assert typed == general, name
+        assert sum(len(r[-1]) for r in typed) == len({r["flow_id"] for r in dump if r["type"] == "flow"})
+        if name == "in_flight":
+            assert any(r[4] for r in typed)  # the in-flight path was taken
+
+
+def _groups(seed: int) -> list[tuple[str, list]]:
+    """(run id, records) of every run of the synthetic dumps, as ``FastRuns`` hands them over."""
+    out = []
+    for records in dumps(seed).values():
+        fr = FastRuns(PingPongLineage())
+        fr.emit = lambda rid, items, pos: out.append((rid, items)) or []  # noqa: B023
+        pos = 0
+        for line in _lines(with_placements(records)):
+            rec = json.loads(line)
+            if rec["type"] == "placement":
+                fr.placement(rec["flow_id"], rec["run"], pos)
+            else:
+                fr.record(decode_record(line), pos)
+            pos += len(line)
+        fr.close()
+    return out
+
+
+def _assembled(rid: str, items: list, monkeypatch, chain: bool):
+    with monkeypatch.context() as m:
+        if not chain:
+            m.setattr(runs_assemble, "_chain", lambda c: None)
+        try:
+            run = assemble(rid, items, PingPongLineage())
+        except Inconsistent as exc:
+            return str(exc)
+    return (run.partial, run.in_flight,
+            [(h.flow_id, h.hop, h.sender, h.to, h.parent, h.evidence, h.iteration) for h in run.hops])
+
+
+def _broken(items: list, k: int) -> list:
+    """A copy of the run's records with one field of one record broken (``k`` picks which)."""
+    items = [copy.copy(it) for it in items]
+    for it in items:
+        it.fields = dict(it.fields)
+    it = items[k % len(items)]
+    what = k % 6
+    if what == 0:
+        it.fields["hop"] += 1
+    elif what == 1:
+        it.fields["from"] = "z"
+    elif what == 2:
+        it.fields["to"] = "z"
+    elif what == 3:
+        del it.fields["evidence"]
+    elif what == 4:
+        it.fields["parent"] = ["unhashable"]
+    else:
+        it.fields["parent"] = None  # a second kick (or none changed)
+    return items
+
+
+def test_chain_walk_gives_what_the_tree_walk_gives(monkeypatch):
+    groups = _groups(13)
+    chains = [g for g in groups if len(g[1]) > 1 and len({it.fields["parent"] for it in g[1]}) == len(g[1])]
+    assert len(chains) >= 10 and len(chains) < len(groups)  # both walks are taken
+    refused = 0
+    for k, (rid, items) in enumerate(groups):
+        for variant in (items, _broken(items, k), _broken(items, k + 3)):
+            got = _assembled(rid, variant, monkeypatch, chain=True)
+            assert got == _assembled(rid, variant, monkeypatch, chain=False), (rid, k)
+            refused += isinstance(got, str)
+    assert refused > 20  # broken runs are refused, and alike
