@@ -103,6 +103,7 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
     said, in the reader's own range only), records fed to ``fr`` as they come."""
     part, write, typed, place = writer.part, writer.write, fr.record, fr.placement
     own_pos = lambda p: start <= p < own_end  # noqa: E731
+    own_runs = None if start == 0 and own_end == float("inf") else own_pos  # None: all ours
     read = 0
     with open(path, "rb", buffering=1 << 20) as f:  # 2-3× cheaper lines than the default 8 KB
         f.seek(start)
@@ -132,7 +133,7 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
                         read += 1
                     outs = typed(r, here)
                     if outs:
-                        write(outs, own_pos)
+                        write(outs, own_runs)
                     continue
             _other(line, here, n, fr, writer, service_of, own_pos)
         part.lines = n
