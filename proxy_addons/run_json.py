@@ -7,6 +7,7 @@ inside it or embed it in a larger document.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -73,8 +74,13 @@ def run_struct(d: Diagnosis) -> RunJson:
 
 
 def run_bytes(d: Diagnosis) -> bytes:
-    """The run's JSON, compact, UTF-8 (any int size; NaN/infinity as null)."""
-    return _encode(run_struct(d))
+    """The run's JSON, compact, UTF-8 (any int size; NaN/infinity as null). A string UTF-8
+    cannot hold (a lone surrogate) is written as a ``\\uXXXX`` escape: the line is never lost."""
+    struct = run_struct(d)
+    try:
+        return _encode(struct)
+    except UnicodeEncodeError:
+        return json.dumps(msgspec.to_builtins(struct), separators=(",", ":")).encode()
 
 
 def run_json(d: Diagnosis) -> dict:

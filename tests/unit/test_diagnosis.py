@@ -244,3 +244,14 @@ def test_encoded_run_is_the_json_of_the_run_document(seed):
     first = diagnose(runs[0]).to_json()
     assert first["hops"][0]["request"]["big"] == 2**70 and first["hops"][0]["request"]["name"] == "päyload \u2028"
     assert any(h["injected"] and h["fault"] for r in runs for h in diagnose(r).to_json()["hops"])
+
+
+def test_a_string_utf8_cannot_hold_is_escaped_not_lost():
+    """A lone surrogate (a text body decoded with surrogateescape) still gives the run's line."""
+    s = Synth(seed=4, max_hops=4)
+    s.kick(T0, {"digits": []})
+    (run,) = reconstruct(s.dump())
+    run.hops[0].exchange.request = {"name": "bad \udcff byte", "digits": []}
+    line = diagnose(run).to_bytes()
+    assert json.loads(line)["hops"][0]["request"]["name"] == "bad \udcff byte"
+    assert b"\\udcff" in line and json.loads(line) == diagnose(run).to_json()
