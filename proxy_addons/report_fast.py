@@ -14,16 +14,13 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 
-import orjson
-
 from proxy_addons.diagnosis import Summary, diagnose
 from proxy_addons.dumpio import _loads
 from proxy_addons.lineage import Lineage
+from proxy_addons.records_typed import BAD, decode_placement, decode_record
 from proxy_addons.runs_assemble import Item
 from proxy_addons.runs_fast import FastRuns, Out
-from proxy_addons.records_typed import BAD, decode_placement, decode_record
 from proxy_addons.runs_model import Exchange
-from proxy_addons.sink import jsonl
 
 CUT = "cut last line (the writer stopped mid-record)"
 PLACEMENT = b'{"type":"placement"'  # how the gateway (orjson) writes one: no flow to decode
@@ -44,13 +41,6 @@ class Part:
     left: list[Item] = field(default_factory=list)
     orphans: list[tuple[int, str, dict]] = field(default_factory=list)
     claimed: list[str] = field(default_factory=list)  # flows of the next range in runs written here
-
-
-def encode(obj: dict) -> bytes:
-    try:
-        return orjson.dumps(obj)
-    except TypeError:  # what orjson refuses (ints beyond 64 bits)
-        return jsonl(obj).rstrip(b"\n")
 
 
 class Writer:
