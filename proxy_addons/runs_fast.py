@@ -22,10 +22,17 @@ from __future__ import annotations
 import gc
 import heapq
 import math
+
 from proxy_addons.lineage import Lineage, PingPongLineage
 from proxy_addons.records_typed import Record, exchange, headers_of, raw_headers
 from proxy_addons.runs import SKEW
-from proxy_addons.runs_assemble import Inconsistent, Item, assemble, rebuild
+from proxy_addons.runs_assemble import (
+    Inconsistent,
+    Item,
+    assemble,
+    rebuild,
+    valid_fields,
+)
 from proxy_addons.runs_model import Exchange, Run
 from proxy_addons.runs_replay import Replay, start_view
 
@@ -68,7 +75,7 @@ class FastRuns:
         elif self.first_end is None:
             self.first_end = ended
         fid = ex.flow_id
-        if type(run) is not dict or type(run.get("id")) is not str or "parent" not in run:
+        if not valid_fields(run):
             if raw is not None:
                 ex.headers = headers_of(raw)
             self.engine_pos[fid] = pos
@@ -79,14 +86,7 @@ class FastRuns:
         elif fid in self.items:  # a repeated record: the first one counts (as the engine)
             return []
         else:
-            it = self.items[fid] = Item(ex, run, pos, raw)
-            group = self.groups.get(run["id"])
-            if group is None:
-                self.groups[run["id"]] = [it]
-            else:
-                group.append(it)
-            if run["parent"] is None:
-                self._schedule(it, run["id"])
+            self._add(Item(ex, run, pos, raw), run["id"])
             out = []
         due = self.due
         if due and ended is not None and due[0][0] < ended:
@@ -97,54 +97,47 @@ class FastRuns:
         """A flow record as ``records_typed`` decoded it. The common case (placed, ended,
         first seen) inline, as ``flow`` would do it; the rest through ``flow``."""
         run, ended = r.run, r.ended
-        if ended is None or type(run) is not dict or type(rid := run.get("id")) is not str or (
-                "parent" not in run):
+        if ended is None or not valid_fields(run):
             return self.flow(exchange(r), run, pos, raw_headers(r))
         if self.first_end is None:
             self.first_end = ended
-        items, fid = self.items, r.flow_id
-        if fid in items:
+        if r.flow_id in self.items:
             return ()  # a repeated record: the first one counts (as the engine)
-        req = r.request
-        ex = exchange(r)
-        it = items[fid] = Item(ex, run, pos, req.headers if req is not None else None)
+        self._add(Item(exchange(r), run, pos, raw_headers(r)), run["id"])
+        due = self.due
+        return self._due(ended) if due and due[0][0] < ended else ()
+
+    def placement(self, flow_id: str, run, pos: int) -> tuple:
+        """A corrected placement: the last one for a flow wins."""
+        if not valid_fields(run):
+            return ()
+        it = self.items.get(flow_id)
+        if it is None:
+            self.orphans.append((pos, flow_id, run))
+            return ()
+        old, rid = it.fields["id"], run["id"]
+        it.fields = run
+        if rid != old:
+            group = self.groups[old]  # an open item is in its run's group (``_forget`` drops both)
+            if len(group) == 1:
+                del self.groups[old]
+            else:
+                group.remove(it)
+            self._add(it, rid)
+        elif run["parent"] is None:
+            self._schedule(it, rid)
+        return ()
+
+    def _add(self, it: Item, rid: str) -> None:
+        """An open record into its run's group (a kick also onto the due heap)."""
+        self.items[it.flow_id] = it
         group = self.groups.get(rid)
         if group is None:
             self.groups[rid] = [it]
         else:
             group.append(it)
-        due = self.due
-        if run["parent"] is None:
-            horizon = self.horizon if self.horizon is not None else 1.5 * (ended - ex.started) + SKEW
-            heapq.heappush(due, (ended + horizon, pos, rid, it))  # ``_schedule``, inline
-            self.owned_due += pos < self.own_end
-        return self._due(ended) if due and due[0][0] < ended else ()
-
-    def placement(self, flow_id: str, run, pos: int) -> tuple:
-        """A corrected placement: the last one for a flow wins."""
-        if type(run) is not dict or type(rid := run.get("id")) is not str or "parent" not in run:
-            return ()  # not valid_fields
-        it = self.items.get(flow_id)
-        if it is None:
-            self.orphans.append((pos, flow_id, run))
-            return ()
-        old = it.fields["id"]
-        it.fields = run
-        if rid != old:
-            groups = self.groups
-            group = groups[old]  # an open item is in its run's group (``_forget`` drops both)
-            if len(group) == 1:
-                del groups[old]
-            else:
-                group.remove(it)
-            group = groups.get(rid)
-            if group is None:
-                groups[rid] = [it]
-            else:
-                group.append(it)
-        if run["parent"] is None:
+        if it.fields["parent"] is None:
             self._schedule(it, rid)
-        return ()
 
     def _schedule(self, kick: Item, rid: str) -> None:
         """Due once the reading is past the kick's end + the horizon: 1.5 × the kick's duration
@@ -174,9 +167,7 @@ class FastRuns:
             if self.first is not None and kick.exchange.started <= self.first_end + SKEW:
                 self.early.extend(self._forget(rid))  # it may have records before us
                 continue
-            group = self.groups.pop(rid)  # ``_forget``, inline
-            for it in group:
-                del items[it.flow_id]
+            group = self._forget(rid)
             if own_end != math.inf:  # records past our range: the next reader saw them too
                 self.claimed.extend(it.flow_id for it in group if it.pos >= own_end)
             out += self.emit(rid, group, pos)
