@@ -47,7 +47,8 @@ class Diagnosis:
         return run_json(self)
 
     def to_bytes(self) -> bytes:
-        """``to_json`` encoded, compact UTF-8, without building its dicts (the fast report)."""
+        """``to_json`` encoded, compact UTF-8, without building its dicts: what the reports
+        and the gateway's runs.jsonl write."""
         return run_bytes(self)
 
 
@@ -57,10 +58,6 @@ def rejected(h: Hop) -> bool:
     upstream = ex.origin == "upstream" or (ex.origin is None and ex.error is None)
     upstream = upstream or ex.injected is not None  # an injected 4xx stands for a rejection
     return upstream and ex.status is not None and 400 <= ex.status < 500
-
-
-def _payload_of(body: Any) -> Any:
-    return body.get("payload") if isinstance(body, dict) else None
 
 
 def _brk(run: Run, h: Hop, status: int | None, detail: Any, lin: Lineage, changes: dict | None = None,

@@ -32,9 +32,9 @@ CLIENT_GONE = "Client disconnected."  # mitmproxy's error when the caller hangs 
 REDACTOR = "_hoptrace_redactor"
 
 
-def _run_line(run: bytes | dict) -> bytes:
-    """A runs.jsonl line: a finished run's JSON as encoded already, or a dict."""
-    return run + b"\n" if type(run) is bytes else jsonl(run)
+def _line(data: bytes) -> bytes:
+    """A runs.jsonl line from a run's JSON, encoded already (``Diagnosis.to_bytes``)."""
+    return data + b"\n"
 
 
 def redactor(flow: http.HTTPFlow):
@@ -194,7 +194,7 @@ class Recorder:
     def _open_sink(self) -> None:
         mitm = MitmEncoder()  # on_disk inside: a deferred flow is redacted when written, off the answer's path
         self.sink = Sink(self.session, {"flows.jsonl": jsonl, "flows.mitm": lambda f: mitm(on_disk(f)),
-                                        "runs.jsonl": _run_line})
+                                        "runs.jsonl": _line})
 
     # Plain (not async) hooks: the write is synchronous, and mitmproxy calls a sync hook without
     # creating and scheduling a coroutine per flow.
@@ -243,9 +243,9 @@ class Recorder:
         for rec in records:
             self.sink.defer({"flows.jsonl": rec})
 
-    def write_run(self, run: bytes | dict) -> None:
-        """Append one finished run to runs.jsonl (deferred: no client waits on it): its JSON
-        already encoded (``Diagnosis.to_bytes``), or a dict."""
+    def write_run(self, run: bytes) -> None:
+        """Append one finished run to runs.jsonl (deferred: no client waits on it): its JSON,
+        encoded (``Diagnosis.to_bytes``)."""
         if self.sink is None:
             self.open()
         self.sink.defer({"runs.jsonl": run})

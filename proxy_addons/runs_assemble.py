@@ -115,10 +115,7 @@ def _chain(chain: dict) -> list[Item] | None:
 
 def _kick(run_id: str, kick: Item) -> Exchange:
     """Check the kick's fields; read its headers if they may say it is a replay."""
-    kf, raw = kick.fields, kick.raw
-    if raw is not None and _REPLAY in bytes(raw).lower():  # read_headers(replay_only=True)
-        kick.read_headers()
-    kex = kick.exchange
+    kf, kex = kick.fields, kick.read_headers(replay_only=True)
     if kf["evidence"] not in KICK_EVIDENCE or kf["hop"] != 1 or kf["from"] != "client" or (
             run_id_of(kex.flow_id) != run_id):
         raise Inconsistent("its kick is not a kick")

@@ -133,7 +133,7 @@ def test_a_write_after_shutdown_appends_to_the_same_session(tmp_path):
         tctx.configure(rec, hoptrace_dumps=str(tmp_path / "dumps"))
         rec.running()
         rec.done()
-        rec.write_run({"run": "late"})
+        rec.write_run(b'{"run": "late"}')
         rec.close()
     (session,) = (tmp_path / "dumps").iterdir()
     assert read_jsonl(session / "runs.jsonl") == [{"run": "late"}]
