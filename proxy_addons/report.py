@@ -11,11 +11,19 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from proxy_addons.diagnosis import Diagnosis, Summary, diagnose, summarize
 from proxy_addons.dumpio import ReadReport, read_records, resolve
@@ -94,6 +102,16 @@ def _bar(progress: bool) -> Progress:
                     disable=not progress)
 
 
+@contextmanager
+def _bytes_bar(progress: bool, total: int) -> Iterator:
+    """A bar of the bytes read, for the fast report (report_parallel: all its readers); yields
+    what to tell the bytes read so far, or None without a bar."""
+    with Progress(TextColumn("reading"), BarColumn(), DownloadColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), transient=True, disable=not progress) as bar:
+        task = bar.add_task("reading", total=total)
+        yield (lambda n: bar.update(task, completed=n)) if progress else None
+
+
 def build(path: str | Path, lineage: Lineage | None = None, progress: bool = False) -> Report:
     """Read a dump, rebuild its runs and diagnose each one. ``progress``: a spinner with the
     record count on stderr (the caller decides: only on a tty)."""
@@ -112,7 +130,8 @@ def stream_json(path: str | Path, out, lineage: Lineage | None = None, progress:
     ``out`` is binary. A flows.jsonl written by our gateway carries each hop's placement: the
     runs are then taken from it, on every core (report_parallel.py), unless ``reconstruct``."""
     if not reconstruct and placed(path):
-        return stream_placed(path, out, lineage)
+        with _bytes_bar(progress, resolve(path).stat().st_size) as told:
+            return stream_placed(path, out, lineage, progress=told)
     lin = lineage or PingPongLineage()
     read, summary, n = ReadReport(), Summary(), 0
     late = _LateHops()

@@ -12,6 +12,8 @@ counts (``read``, skipped lines) cover its own range only, so no line is counted
 from __future__ import annotations
 
 import gc
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from proxy_addons.diagnosis import Summary, diagnose
@@ -23,6 +25,7 @@ from proxy_addons.runs_fast import FastRuns, Out
 from proxy_addons.runs_model import Exchange
 
 CUT = "cut last line (the writer stopped mid-record)"
+STEP = 4 << 20  # bytes read between two progress reports
 PLACEMENT = b'{"type":"placement"'  # how the gateway (orjson) writes one: no flow to decode
 
 
@@ -62,9 +65,11 @@ class Writer:
                 part.notes.append(note)
 
 
-def scan(path: str, start: int, end: int | None, lineage: Lineage, out, service_of) -> Part:
+def scan(path: str, start: int, end: int | None, lineage: Lineage, out, service_of,
+         progress: Callable[[int], None] | None = None) -> Part:
     """Read ``path`` from byte ``start`` (a line start); own the lines before ``end`` (None: to
-    the end of the file, which also closes every run still open)."""
+    the end of the file, which also closes every run still open). ``progress`` is told the bytes
+    of its own range read so far, every ``STEP`` bytes and once at the end."""
     whole = start == 0 and end is None
     own_end = end if end is not None else float("inf")
     part = Part(start, end if end is not None else -1)
@@ -73,7 +78,7 @@ def scan(path: str, start: int, end: int | None, lineage: Lineage, out, service_
     gc_was = gc.isenabled()
     gc.disable()  # a record makes ~100 objects and no cycles: collections would cost 4× the parse
     try:
-        _read(path, start, own_end, fr, writer, service_of)
+        _read(path, start, own_end, fr, writer, service_of, progress)
         if whole:
             writer.write(fr.close())
         else:
@@ -88,19 +93,24 @@ def scan(path: str, start: int, end: int | None, lineage: Lineage, out, service_
     return part
 
 
-def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, service_of) -> None:
+def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, service_of,
+          progress: Callable[[int], None] | None) -> None:
     """The dumpio rules (blank lines ignored; broken lines and other record types skipped and
     said, in the reader's own range only), records fed to ``fr`` as they come."""
     part, write, typed, place = writer.part, writer.write, fr.record, fr.placement
     own_pos = lambda p: start <= p < own_end  # noqa: E731
     own_runs = None if start == 0 and own_end == float("inf") else own_pos  # None: all ours
     read = 0
+    tick = start + STEP if progress is not None else math.inf
     with open(path, "rb", buffering=1 << 20) as f:  # 2-3× cheaper lines than the default 8 KB
         f.seek(start)
         pos, n = start, 0
         for line in f:
             here = pos
             pos += len(line)
+            if pos >= tick:
+                progress(min(pos, own_end) - start)
+                tick = pos + STEP
             if here < own_end:
                 n += 1
             elif fr.owned_due == 0:
@@ -128,6 +138,8 @@ def _read(path: str, start: int, own_end: float, fr: FastRuns, writer: Writer, s
             _other(line, here, n, fr, writer, service_of, own_pos)
         part.lines = n
         part.read += read
+    if progress is not None:
+        progress(min(pos, own_end) - start)
 
 
 def _other(line: bytes, here: int, n: int, fr: FastRuns, writer: Writer, service_of, own_pos) -> None:

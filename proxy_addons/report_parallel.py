@@ -3,7 +3,8 @@ placement is cut into one byte range per core, at line starts; each range is rea
 process (report_fast.scan) writing its runs' JSON to a temporary file; this process then writes
 ``{"runs": [...], "source", "read", "placement", "summary"}`` (docs/report-format.md) from those
 files in range order, the runs no single reader could finish (report_fast.Part.left) last, with
-the readers' counts summed. A dump under ``MIN_BYTES`` is read here, in one pass.
+the readers' counts summed. A dump under ``MIN_BYTES`` is read here, in one pass. Progress: each
+reader writes the bytes of its range read so far into shared memory; this process polls their sum.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import multiprocessing
 import os
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -27,6 +29,10 @@ from proxy_addons.sink import jsonl
 MIN_BYTES = 50 << 20  # below: one process (starting workers costs more than it saves)
 MAX_WORKERS = 8
 SNIFF = 200  # flow records looked at to decide whether a dump carries the gateway's placement
+POLL = 0.2  # seconds between two looks at the readers' progress
+
+Progress = Callable[[int], None]  # told the bytes of the dump read so far (all readers)
+_read_so_far = None  # in a reader process: the shared counters (``_share``)
 
 
 class WorkerError(RuntimeError):
@@ -76,17 +82,33 @@ def ranges(path: Path, n: int) -> list[tuple[int, int | None]]:
     return [(a, b) for a, b in zip(cuts, [*cuts[1:], None], strict=True)]
 
 
-def _work(path: str, start: int, end: int | None, lineage: Lineage, out_path: str) -> Part:
+def _work(path: str, start: int, end: int | None, lineage: Lineage, out_path: str,
+          progress: Progress | None = None) -> Part:
     from proxy_addons.report import service_of
 
     with open(out_path, "wb", buffering=1 << 20) as out:
-        return scan(path, start, end, lineage, out, service_of)
+        return scan(path, start, end, lineage, out, service_of, progress)
+
+
+def _share(counters) -> None:
+    """A reader process's initializer: the counters it writes its progress into (inherited)."""
+    global _read_so_far
+    _read_so_far = counters
+
+
+def _work_counted(path: str, start: int, end: int | None, lineage: Lineage, out_path: str,
+                  slot: int) -> Part:
+    def progress(n: int) -> None:
+        _read_so_far[slot] = n
+
+    return _work(path, start, end, lineage, out_path, progress if _read_so_far is not None else None)
 
 
 def stream_placed(path: str | Path, out, lineage: Lineage | None = None, workers: int | None = None,
-                  min_bytes: int = MIN_BYTES) -> tuple[int, ReadReport]:
+                  min_bytes: int = MIN_BYTES, progress: Progress | None = None) -> tuple[int, ReadReport]:
     """The JSON contract from the gateway's placement; ``out`` is binary. ``workers``: how many
-    ranges (default: the cores, at most ``MAX_WORKERS``; one below ``min_bytes``)."""
+    ranges (default: the cores, at most ``MAX_WORKERS``; one below ``min_bytes``). ``progress``
+    is told the bytes read so far, about every ``POLL`` seconds, and the dump's size at the end."""
     lin = lineage or PingPongLineage()
     p = resolve(path)
     n = workers or min(os.cpu_count() or 1, MAX_WORKERS)
@@ -95,7 +117,7 @@ def stream_placed(path: str | Path, out, lineage: Lineage | None = None, workers
     cuts = ranges(p, n)
     out.write(b'{"runs": [\n')
     with tempfile.TemporaryDirectory(prefix="hoptrace-report-") as tmp:
-        parts = _run(str(p), cuts, lin, tmp)
+        parts = _run(str(p), cuts, lin, tmp, progress)
         total = 0
         for i, part in enumerate(parts):
             if part.runs:
@@ -124,16 +146,25 @@ def stream_placed(path: str | Path, out, lineage: Lineage | None = None, workers
     return rest.runs, read
 
 
-def _run(path: str, cuts: list[tuple[int, int | None]], lin: Lineage, tmp: str) -> list[Part]:
+def _run(path: str, cuts: list[tuple[int, int | None]], lin: Lineage, tmp: str,
+         progress: Progress | None = None) -> list[Part]:
     """Every range read, in order; one range is read in this process."""
     files = [os.path.join(tmp, f"{i}.json") for i in range(len(cuts))]
     if len(cuts) == 1:
-        return [_work(path, 0, None, lin, files[0])]
+        return [_work(path, 0, None, lin, files[0], progress)]
     ctx = multiprocessing.get_context("fork")
+    counters = ctx.RawArray("q", len(cuts)) if progress is not None else None
     try:
-        with ProcessPoolExecutor(len(cuts), mp_context=ctx) as pool:
-            futures = [pool.submit(_work, path, a, b, lin, f) for (a, b), f in zip(cuts, files, strict=True)]
-            return [fut.result() for fut in futures]
+        with ProcessPoolExecutor(len(cuts), mp_context=ctx, initializer=_share, initargs=(counters,)) as pool:
+            futures = [pool.submit(_work_counted, path, a, b, lin, f, i)
+                       for i, ((a, b), f) in enumerate(zip(cuts, files, strict=True))]
+            while wait(futures, POLL).not_done:  # a dead reader: every future fails at once
+                if counters is not None:
+                    progress(sum(counters))
+            parts = [fut.result() for fut in futures]
+            if counters is not None:
+                progress(sum(counters))
+            return parts
     except BrokenProcessPool as exc:
         raise WorkerError(f"a report worker died before it finished ({exc}); the report is incomplete "
                           "— run again, or use --reconstruct (one process)") from None

@@ -96,3 +96,24 @@ def test_a_reader_that_dies_is_a_clear_error_and_leaves_nothing(tmp_path, dump, 
     with open(tmp_path / "out.json", "wb") as out, pytest.raises(WorkerError, match="worker died"):
         stream_placed(p, out, workers=2, min_bytes=0)
     assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_progress_counts_every_byte_once_and_changes_nothing(tmp_path, dump, monkeypatch, workers):
+    """The bytes read, told as the readers go (every STEP bytes each), end at the dump's size
+    with any number of readers (a reader reads past its range; those bytes are its neighbour's);
+    the report is the same with and without it."""
+    from proxy_addons import report_fast
+
+    p = tmp_path / "flows.jsonl"
+    write(p, [json.dumps(r) for r in dump])
+    size = p.stat().st_size
+    monkeypatch.setattr(report_fast, "STEP", size // 20)  # inherited by the forked readers
+    told: list[int] = []
+    with open(tmp_path / "told.json", "wb") as f:
+        stream_placed(p, f, workers=workers, min_bytes=0, progress=told.append)
+    assert told and told[-1] == size
+    assert told == sorted(told) and all(0 <= n <= size for n in told)
+    if workers == 1:  # told in the reading loop itself: about every STEP bytes
+        assert len(told) >= 15
+    assert json.loads((tmp_path / "told.json").read_text()) == report(p, workers=workers, min_bytes=0)
