@@ -7,6 +7,13 @@ headers the real services exchange. It reports CPU µs per hop for the bare scri
 and the full gateway: their difference is what recording and live diagnosis cost the proxy's
 event loop. On a shared machine this is steadier than wall-clock figures: it counts process CPU
 time (``time.process_time``), not the time other processes take.
+
+It also splits that time by where it runs: inside the ``request`` hooks and the ``response``
+hooks of the inner hops and of the kick (a hop's answer waits on these), and on the loop
+iterations after them (``deferred``: what the addons scheduled with ``call_soon``, which the
+real gateway runs between network events, while the services work). The harness lets the loop
+run once after every hook, as the proxy does between two events. Its addons sit at the top of the
+chain, so mitmproxy's per-addon dispatch costs more here than under mitmdump's script loader.
 """
 
 from __future__ import annotations
@@ -22,9 +29,12 @@ import time
 from mitmproxy import hooks
 from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
 from mitmproxy.test import taddons, tflow, tutils
+from rich.console import Console
+from rich.table import Table
 
 from services.payload import Payload
 
+SPLIT = ("request", "response", "kick response", "deferred")  # where a hop's CPU is spent
 HEADERS = [("host", "127.0.0.1:8000"), ("accept", "*/*"), ("accept-encoding", "gzip, deflate"),
            ("connection", "keep-alive"), ("user-agent", "python-httpx/0.28.1"),
            ("content-type", "application/json")]
@@ -81,23 +91,35 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
         tctx.master.addons.trigger(hooks.RunningHook())
         am = tctx.master.addons
         conns: dict = {}
-        cpu0 = time.process_time()
+        split = dict.fromkeys(SPLIT, 0.0)
+        clock = time.process_time
+        cpu0 = clock()
         t = time.time()
         for _ in range(runs):
             nest = []
             for hop, body in enumerate(states, 1):
                 f = make_flow("/a/" if hop % 2 else "/b/", body, t, conns, hop)
                 t += 0.0001
+                c0 = clock()
                 await am.handle_lifecycle(HttpRequestHook(f))
+                c1 = clock()
+                await asyncio.sleep(0)  # what the hooks deferred to the next loop iteration
+                split["request"] += c1 - c0
+                split["deferred"] += clock() - c1
                 nest.append(f)
             for f in reversed(nest):
                 answer(f, final, t)
                 t += 0.0001
+                c0 = clock()
                 await am.handle_lifecycle(HttpResponseHook(f))
-            await asyncio.sleep(0)  # what the addons deferred to the next loop iteration
-        cpu = time.process_time() - cpu0
+                c1 = clock()
+                await asyncio.sleep(0)
+                split["kick response" if f is nest[0] else "response"] += c1 - c0
+                split["deferred"] += clock() - c1
+        cpu = clock() - cpu0
         tctx.master.addons.trigger(hooks.DoneHook())
-    return cpu / (runs * max_hops) * 1e6
+    hops = runs * max_hops
+    return {"total": cpu / hops * 1e6, **{k: v / hops * 1e6 for k, v in split.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,14 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args(argv)
     # the flow set-up (tflow) is counted in both scripts alike and cancels out in the difference
-    res: dict[str, list[float]] = {"proxy_addons.gateway_bare": [], "proxy_addons.gateway": []}
+    res: dict[str, list[dict]] = {"proxy_addons.gateway_bare": [], "proxy_addons.gateway": []}
     for _ in range(a.repeat):
-        for script in res:
+        for script, got in res.items():
             with tempfile.TemporaryDirectory() as tmp:
-                res[script].append(asyncio.run(drive(script, a.runs, a.max_hops, tmp)))
-    bare, full = (statistics.median(v) for v in res.values())
-    print(f"CPU per hop (median of {a.repeat}): bare {bare:.0f} µs, hoptrace {full:.0f} µs, "
-          f"hoptrace adds {full - bare:.0f} µs")
+                got.append(asyncio.run(drive(script, a.runs, a.max_hops, tmp)))
+    bare, full = ({k: statistics.median(r[k] for r in v) for k in ("total", *SPLIT)} for v in res.values())
+    print(f"CPU per hop (median of {a.repeat}): bare {bare['total']:.0f} µs, hoptrace {full['total']:.0f} µs, "
+          f"hoptrace adds {full['total'] - bare['total']:.0f} µs")
+    table = Table("µs per hop", "bare", "hoptrace", "added", title="CPU by where it runs")
+    for k in SPLIT:
+        table.add_row(k, f"{bare[k]:.0f}", f"{full[k]:.0f}", f"{full[k] - bare[k]:+.0f}")
+    waited = sum(full[k] - bare[k] for k in SPLIT if k != "deferred")
+    Console().print(table)
+    print(f"added inside the hooks (a hop's answer waits on it): {waited:.0f} µs per hop; "
+          f"deferred: {full['deferred'] - bare['deferred']:.0f} µs per hop")
     return 0
 
 
