@@ -34,6 +34,16 @@ from rich.table import Table
 
 from services.payload import Payload
 
+
+class Script:
+    """An addon script as mitmdump holds it: one entry of the addon chain, its addons nested
+    under it (``-s`` → ScriptLoader → Script → the module's ``addons``), so mitmproxy dispatches
+    each hook to them through one ``safecall``, as in the real gateway."""
+
+    def __init__(self, addons: list) -> None:
+        self.addons = addons
+
+
 SPLIT = ("request", "response", "kick response", "deferred")  # where a hop's CPU is spent
 HEADERS = [("host", "127.0.0.1:8000"), ("accept", "*/*"), ("accept-encoding", "gzip, deflate"),
            ("connection", "keep-alive"), ("user-agent", "python-httpx/0.28.1"),
@@ -83,7 +93,7 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
     final = {"outcome": "max_hops", "stopped_by": "a" if max_hops % 2 else "b", "status": 200,
              "hops": max_hops, "iteration": (max_hops + 1) // 2, "reason": f"MAX_HOPS={max_hops} reached",
              "payload": Payload.model_validate(states[-1]).dump()}
-    with taddons.context(*mod.addons) as tctx:
+    with taddons.context(Script(mod.addons)) as tctx:
         opts = {"routes": "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002"}
         if "hoptrace_dumps" in tctx.options:
             opts.update(hoptrace_dumps=workdir, hoptrace_har=False)
