@@ -3,8 +3,9 @@
 ``python -m bench.report_speed`` writes the dump once (bench/synth_dump.py: with the run fields and
 placement records the live gateway writes; kept in ``bench/.cache/`` for the next time), then runs,
 each as its own child process, timed by wall clock and CPU time (children included; on a shared
-machine the CPU time is the steadier figure), its peak RSS the largest single process's (from
-``os.wait4``) and the whole process tree's (its processes' RSS summed, sampled every 50 ms):
+machine the CPU time is the steadier figure), its peak RSS the largest single process's (its own
+high-water mark, ``VmHWM``) and the whole process tree's (its processes' RSS summed), both sampled
+every 50 ms:
   report       the real command, its JSON to /dev/null: the gateway's placement, every core
   reconstruct  the same with ``--reconstruct``: every run rebuilt by the run engine, one core
   engine       (only with ``--only engine``) the engine alone, streaming: dumpio.read_records →
@@ -39,7 +40,7 @@ def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
                          preexec_fn=cap)
     deadline = t0 + limit
-    tree = 0
+    tree = largest = 0
     while True:
         pid, status, usage = os.wait4(p.pid, os.WNOHANG)
         if pid:
@@ -48,19 +49,23 @@ def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
             os.killpg(p.pid, signal.SIGKILL)
             pid, status, usage = os.wait4(p.pid, 0)
             break
-        tree = max(tree, group_rss(p.pid))
+        now, peak = group_rss(p.pid)
+        tree, largest = max(tree, now), max(largest, peak)
         time.sleep(0.05)
     wall = time.perf_counter() - t0
     err = p.stderr.read().decode(errors="replace")[-500:] if p.stderr else ""
     return {"cmd": " ".join(cmd[1:]), "seconds": round(wall, 2),
-            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mb": round(largest / 2**20, 1),
             "peak_tree_rss_mb": round(tree / 2**20, 1),
             "exit": os.waitstatus_to_exitcode(status), "timed_out": wall > limit, "stderr_tail": err}
 
 
-def group_rss(pgid: int) -> int:
-    """Bytes resident in every process of the process group ``pgid`` (a report and its workers)."""
-    total = 0
+def group_rss(pgid: int) -> tuple[int, int]:
+    """(bytes resident now in all the processes of the group ``pgid``, a report and its workers;
+    the largest peak of one of them so far). The peak is each process's own high-water mark
+    (``VmHWM``, since its exec), not ``wait4``'s ``ru_maxrss``: Linux carries that one over from the
+    pre-exec copy of the parent, so a large benchmark process would show as the report's peak."""
+    total = peak = 0
     page = os.sysconf("SC_PAGE_SIZE")
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -72,9 +77,12 @@ def group_rss(pgid: int) -> int:
                 continue
             with open(f"/proc/{entry}/statm", "rb") as f:
                 total += int(f.read().split()[1]) * page
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{entry}/status", "rb") as f:
+                hwm = next(line for line in f if line.startswith(b"VmHWM:"))
+            peak = max(peak, int(hwm.split()[1]) << 10)  # kB
+        except (OSError, IndexError, ValueError, StopIteration):
             continue
-    return total
+    return total, peak
 
 
 def engine(path: str) -> None:
