@@ -8,7 +8,11 @@ trust (no run field, fields that do not hold together) goes through the engine, 
 from __future__ import annotations
 
 import json
+import os
+import pty
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -171,3 +175,43 @@ def test_cli_reconstruct_and_other_dumps_take_the_engine(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["placement"] == "engine"
     (tmp_path / "flows.har").write_text('{"log": {"entries": []}}')
     assert not placed(tmp_path / "flows.har")
+
+
+def _report_cli(args: list[str], tty: bool) -> tuple[int, bytes]:
+    """``hoptrace report`` in a child process, its stderr a terminal (a pty) or a pipe: (exit
+    status, what it wrote to stderr)."""
+    cmd = [sys.executable, "-c", "import sys; from proxy_addons.cli import main; sys.exit(main(sys.argv[1:]))",
+           "report", *args]
+    if not tty:
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60, check=False)
+        return p.returncode, p.stderr
+    master, slave = pty.openpty()
+    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=slave) as p:
+        os.close(slave)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        rc = p.wait(timeout=60)
+    os.close(master)
+    return rc, seen
+
+
+def test_cli_shows_the_bytes_read_on_a_terminal_only(tmp_path):
+    p = tmp_path / "flows.jsonl"
+    write(p, with_placements(dumps(5)["twins"]))
+    outs = {}
+    for tty in (True, False):
+        out = tmp_path / f"report-{tty}.json"
+        rc, err = _report_cli([str(p), "--format", "json", "-o", str(out)], tty)
+        assert rc == 0, err
+        outs[tty] = json.loads(out.read_text())
+        assert (b"reading" in err) is tty, err  # the bar, on a terminal only
+        assert b"wrote " + str(out).encode() in err
+    assert outs[True]["placement"] == "gateway"
+    assert outs[True] == outs[False]
