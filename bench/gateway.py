@@ -3,11 +3,16 @@
 ``python -m bench.gateway`` (what ``make bench`` runs first) starts every mode's processes once
 (bench/modes.py), warms each up, then measures in rounds: in each round, for each concurrency,
 every mode in turn (the order rotates per round), so a noisy neighbour hits all modes alike.
+Each measurement is preceded by a few untimed runs at its own concurrency (``--settle`` per
+client): without them the position in the round decided more than the mode did (below).
 
 Figures per mode and concurrency:
   hops/s        hops answered per wall second (median over rounds)
   hop p50/p99   per-hop latency: a run's latency seen by the client / MAX_HOPS, percentiles over
                 every run of every round
+  paired        hoptrace/bare within each round (the two measured minutes apart), their geometric
+                mean over the rounds, with the lowest and highest: steadier than the ratio of the
+                two medians when the machine drifts
 Every run must end ``max_hops`` with exactly MAX_HOPS hops, or it is counted as failed; the
 hoptrace modes' flows.jsonl must hold one record per hop.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import tempfile
@@ -38,7 +44,8 @@ def percentile(xs: list[float], q: float) -> float:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used so far (Linux /proc)."""
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -73,6 +80,9 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
             for c in a.concurrency:
                 for m in order:
                     n = a.runs * c if c > 1 else a.runs
+                    if a.settle:  # untimed: the first runs after a pause carry its after-effects
+                        settle = measure_once(setups[m], a.settle * c, c, a.max_hops, a.time_limit)
+                        hops_sent[m] += settle["ok"] * a.max_hops
                     res = measure_once(setups[m], n, c, a.max_hops, a.time_limit)
                     hops_sent[m] += res["ok"] * a.max_hops
                     rounds.append({"round": r, "mode": m, "concurrency": c, **res})
@@ -115,10 +125,24 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
         if ht and bare and bare["hops_per_s"]:
             row["hoptrace/bare"] = ht["hops_per_s"] / bare["hops_per_s"]
             row["added_p50_ms_over_bare"] = ht["p50_ms"] - bare["p50_ms"]
+            row["hoptrace/bare paired"] = paired(rounds, c)
         if ht and direct and direct["hops_per_s"]:
             row["hoptrace/direct"] = ht["hops_per_s"] / direct["hops_per_s"]
         out[str(c)] = row
     return out
+
+
+def paired(rounds: list[dict], c: int) -> dict | None:
+    """hoptrace/bare per round at concurrency ``c``: geometric mean, lowest, highest."""
+    by: dict[int, dict[str, float]] = {}
+    for r in rounds:
+        if r["concurrency"] == c and r["hops_per_s"]:
+            by.setdefault(r["round"], {})[r["mode"]] = r["hops_per_s"]
+    ratios = [m["hoptrace"] / m["bare"] for m in by.values() if "hoptrace" in m and "bare" in m]
+    if not ratios:
+        return None
+    return {"geomean": math.exp(statistics.fmean(math.log(x) for x in ratios)), "min": min(ratios),
+            "max": max(ratios), "rounds": len(ratios)}
 
 
 def print_table(result: dict) -> None:
@@ -144,6 +168,9 @@ def print_table(result: dict) -> None:
         if "hoptrace/bare" in row:
             notes.append(f"hoptrace/bare {row['hoptrace/bare']:.3f} (target ≥ 0.95), "
                          f"added p50 {row['added_p50_ms_over_bare']:+.2f} ms/hop (target ≤ 0.2)")
+            if pr := row.get("hoptrace/bare paired"):
+                notes.append(f"paired per round {pr['geomean']:.3f} ({pr['min']:.2f}–{pr['max']:.2f} "
+                             f"over {pr['rounds']})")
         if "hoptrace/direct" in row:
             notes.append(f"hoptrace/direct {row['hoptrace/direct']:.3f}")
         if notes:
@@ -162,6 +189,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--warmup", type=int, default=20, help="runs per mode before measuring")
+    p.add_argument("--settle", type=int, default=2,
+                   help="untimed runs per client right before each measurement (0: none)")
     p.add_argument("--time-limit", type=float, default=60, help="seconds per measurement at most")
     p.add_argument("--json", type=Path, default=Path("bench/results/gateway.json"))
     p.add_argument("-v", "--verbose", action="store_true")
@@ -172,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     if min(a.rounds, a.max_hops, a.runs, *a.concurrency) < 1:
         parser().error("--rounds, --max-hops, --runs and --concurrency must be >= 1")
+    if a.settle < 0:
+        parser().error("--settle must be >= 0")
     before = machine()
     with tempfile.TemporaryDirectory(prefix="hoptrace-bench-") as tmp:
         result = run_bench(a, Path(tmp))
