@@ -4,7 +4,11 @@
 (bench/modes.py), warms each up, then measures in rounds: in each round, for each concurrency,
 every mode in turn (the order rotates per round), so a noisy neighbour hits all modes alike.
 Each measurement is preceded by a few untimed runs at its own concurrency (``--settle`` per
-client): without them the position in the round decided more than the mode did (below).
+client: the first run after a pause took up to 40× a hop's time). The first measurement of a
+round's concurrency-1 phase, right after the previous round's concurrency-16 phase, runs 20–30 %
+slow whatever its mode (measured: docs/performance.md), so the default number of rounds (8) is a
+multiple of the number of modes (4, and 2 for ``--modes bare hoptrace``): every mode takes every
+place in the order equally often, and the paired ratio cancels the place out.
 
 Figures per mode and concurrency:
   hops/s        hops answered per wall second (median over rounds)
@@ -182,7 +186,10 @@ def print_table(result: dict) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=8,
+                   help="rounds; a multiple of the number of modes puts each mode in each place of "
+                        "the order equally often (the first measurement after a round's concurrency-16 "
+                        "phase runs slow, whatever the mode)")
     p.add_argument("--max-hops", type=int, default=10, help="services' MAX_HOPS: hops per run")
     p.add_argument("--runs", type=int, default=15, help="runs per measurement at concurrency 1; "
                    "×C at concurrency C")
