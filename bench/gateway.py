@@ -4,17 +4,18 @@
 (bench/modes.py), warms each up, then measures in rounds: in each round, for each concurrency,
 every mode in turn (the order rotates per round), so a noisy neighbour hits all modes alike.
 Each measurement is preceded by a few untimed runs at its own concurrency (``--settle`` per
-client: the first run after a pause took up to 40× a hop's time). The first measurement of a
-round's concurrency-1 phase, right after the previous round's concurrency-16 phase, runs 20–30 %
-slow whatever its mode (measured: docs/performance.md), so the default number of rounds (8) is a
-multiple of the number of modes (4, and 2 for ``--modes bare hoptrace``): every mode takes every
-place in the order equally often, and the paired ratio cancels the place out.
+client: the first run after a pause took up to 40× a hop's time). The place in the order
+matters too: with two modes, the first concurrency-1 measurement of a round is the mode that has
+just run its own concurrency-16 measurement, and it runs ≈ 20 % slow whichever mode it is
+(docs/performance.md). So the default number of rounds (8) is a multiple of the number of modes
+(4, and 2 for ``--modes bare hoptrace``): every mode takes every place equally often, and the
+paired ratio cancels the place out.
 
 Figures per mode and concurrency:
   hops/s        hops answered per wall second (median over rounds)
   hop p50/p99   per-hop latency: a run's latency seen by the client / MAX_HOPS, percentiles over
                 every run of every round
-  paired        hoptrace/bare within each round (the two measured minutes apart), their geometric
+  paired        hoptrace/bare within each round (the two measured seconds apart), their geometric
                 mean over the rounds, with the lowest and highest: steadier than the ratio of the
                 two medians when the machine drifts
 Every run must end ``max_hops`` with exactly MAX_HOPS hops, or it is counted as failed; the
@@ -188,8 +189,7 @@ def parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=8,
                    help="rounds; a multiple of the number of modes puts each mode in each place of "
-                        "the order equally often (the first measurement after a round's concurrency-16 "
-                        "phase runs slow, whatever the mode)")
+                        "the order equally often (the place changes the figures)")
     p.add_argument("--max-hops", type=int, default=10, help="services' MAX_HOPS: hops per run")
     p.add_argument("--runs", type=int, default=15, help="runs per measurement at concurrency 1; "
                    "×C at concurrency C")
