@@ -12,8 +12,11 @@ open runs.
 What the fast path does not trust goes through the engine instead (the caller says it in notes):
 records without a ``run`` field (e.g. the gateway's own 404, which is outside every run) are fed
 to one streaming engine (``runs_replay.Replay``), exactly as the full report would place them; a
-run whose fields do not hold together (two kicks, a parent outside the run, hop numbers or
-senders that do not follow the parents, a kick the engine would not have made) is rebuilt by the
+run whose fields do not hold together when it falls due (two kicks, a parent outside the run,
+hop numbers or senders that do not follow the parents, a kick the engine would not have made) is
+held back to the end of the dump, since a placement record may still fix it (the gateway writes
+a hop's corrected placement when its run ends, and a twin's run can end long after this one),
+then regrouped with every placement read; what still does not hold together is rebuilt by the
 engine from its own records. Nothing is dropped.
 """
 
@@ -65,6 +68,9 @@ class FastRuns:
         self.first_end: float | None = None
         self.early: list[Item] = []  # records of runs that may reach before ``first``
         self.claimed: list[str] = []  # flows past ``own_end`` in runs handed out here
+        # flow id → record of a run whose fields did not hold together when it fell due: kept
+        # (in ``items`` too, so later placement records still apply) and tried again at the end
+        self.doubtful: dict[str, Item] = {}
 
     # --- input ---------------------------------------------------------------------------------
     def flow(self, ex: Exchange, run, pos: int, raw=None) -> list[Out]:
@@ -115,6 +121,9 @@ class FastRuns:
         if it is None:
             self.orphans.append((pos, flow_id, run))
             return ()
+        if flow_id in self.doubtful:
+            it.fields = run  # regrouped at the end
+            return ()
         old, rid = it.fields["id"], run["id"]
         it.fields = run
         if rid != old:
@@ -159,7 +168,8 @@ class FastRuns:
             mine = pos < own_end
             self.owned_due -= mine
             f = kick.fields
-            if f["parent"] is not None or f["id"] != rid or items.get(kick.flow_id) is not kick:
+            if f["parent"] is not None or f["id"] != rid or items.get(kick.flow_id) is not kick or (
+                    kick.flow_id in self.doubtful):
                 continue  # moved since (a placement): its own entry decides
             if not mine:  # the next reader's run: our records of it go to the join
                 self.early.extend(it for it in self._forget(rid) if it.pos < own_end)
@@ -168,9 +178,12 @@ class FastRuns:
                 self.early.extend(self._forget(rid))  # it may have records before us
                 continue
             group = self._forget(rid)
+            runs = self.emit(rid, group, pos, hold=True)
+            if runs is None:
+                continue  # held back
             if own_end != math.inf:  # records past our range: the next reader saw them too
                 self.claimed.extend(it.flow_id for it in group if it.pos >= own_end)
-            out += self.emit(rid, group, pos)
+            out += runs
         return out
 
     def _forget(self, rid: str) -> list[Item]:
@@ -180,11 +193,17 @@ class FastRuns:
             del items[it.flow_id]
         return group
 
-    def emit(self, rid: str, items: list[Item], pos: int) -> list[Out]:
-        """One run from its records; the engine when their fields do not hold together."""
+    def emit(self, rid: str, items: list[Item], pos: int, hold: bool = False) -> list[Out] | None:
+        """One run from its records; the engine when their fields do not hold together, unless
+        ``hold``: then they are held back (None) and tried again at the end, with the placement
+        records read since (a twin's run that ends later moves hops out of this one)."""
         try:
             return [(assemble(rid, items, self.lineage), pos, None)]
         except Inconsistent as exc:
+            if hold:
+                for it in items:
+                    self.items[it.flow_id] = self.doubtful[it.flow_id] = it
+                return None
             note = (f"run {rid}: the run fields of its {len(items)} record(s) do not hold together "
                     f"({exc}); rebuilt by the engine")
             return [(r, pos, note if i == 0 else None) for i, r in enumerate(rebuild(items, self.lineage))]
@@ -207,7 +226,8 @@ class FastRuns:
     def stop(self) -> tuple[list[Item], list[Out]]:
         """(the records of every run not handed out, the engine's remaining runs)."""
         left = [it for group in self.groups.values() for it in group] + self.early
-        self.groups, self.items, self.early, self.due = {}, {}, [], []
+        left += self.doubtful.values()  # regrouped with every placement read since
+        self.groups, self.items, self.early, self.due, self.doubtful = {}, {}, [], [], {}
         return left, self._from_engine(self.engine.close())
 
 
