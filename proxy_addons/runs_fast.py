@@ -122,7 +122,10 @@ class FastRuns:
             self.orphans.append((pos, flow_id, run))
             return ()
         if flow_id in self.doubtful:
-            it.fields = run  # regrouped at the end
+            it.fields = run  # regrouped at the end, unless its run is still open: it goes with it
+            if run["id"] in self.groups:
+                del self.doubtful[flow_id]
+                self._add(it, run["id"])
             return ()
         old, rid = it.fields["id"], run["id"]
         it.fields = run

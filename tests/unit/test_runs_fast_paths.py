@@ -16,6 +16,7 @@ from proxy_addons.lineage import PingPongLineage
 from proxy_addons.records_typed import decode_record, exchange, raw_headers
 from proxy_addons.runs_assemble import Inconsistent, assemble
 from proxy_addons.runs_fast import FastRuns
+from proxy_addons.runs_model import Exchange
 from tests.unit.synth_placement import with_placements
 from tests.unit.test_runs_fast import dumps
 
@@ -171,3 +172,28 @@ def _later(records: list[dict], shift: float) -> list[dict]:
             if r.get("ended") is not None:
                 r["ended"] += shift
     return out
+
+
+def test_a_held_back_record_moved_into_a_run_still_open_goes_out_with_that_run():
+    """Held back (a parent outside its run), then placed by a later placement record into a run
+    still open: it is written with that run, not left over as a piece of its own."""
+    def ex(fid, service, started, ended):
+        return Exchange(fid, started, service, "POST", f"/{service}/", None, (), None, ended, 200)
+
+    k1, c, k2, d, k3 = (f"{x * 8}-0000-0000-0000-000000000000" for x in "abcde")
+    fr, out = FastRuns(PingPongLineage()), []
+    kick = {"hop": 1, "from": "client", "iteration": 1, "evidence": "kick", "parent": None}
+    out += fr.flow(ex(c, "a", 0.1, 0.9), {"id": "aaaaaaaa", "hop": 2, "from": "a", "to": "a",
+                                          "iteration": 1, "evidence": "lineage", "parent": "gone"}, 0)
+    out += fr.flow(ex(k1, "a", 0.0, 1.0), {"id": "aaaaaaaa", "to": "a", **kick}, 1)
+    out += fr.flow(ex(d, "b", 2.5, 4.0), {"id": "cccccccc", "hop": 2, "from": "a", "to": "b",
+                                          "iteration": 1, "evidence": "lineage", "parent": k2}, 2)
+    assert c in fr.doubtful  # run aaaaaaaa fell due and did not hold together
+    out += fr.placement(c, {"id": "cccccccc", "hop": 3, "from": "b", "to": "a", "iteration": 2,
+                            "evidence": "lineage", "parent": d}, 3)
+    out += fr.flow(ex(k2, "a", 2.0, 10.0), {"id": "cccccccc", "to": "a", **kick}, 4)
+    out += fr.flow(ex(k3, "a", 50.0, 60.0), {"id": "eeeeeeee", "to": "a", **kick}, 5)  # cccccccc falls due
+    out += fr.close()
+    runs = {run.run_id: [h.flow_id for h in run.hops] for run, _, note in out if note is None}
+    assert runs == {"aaaaaaaa": [k1], "cccccccc": [k2, d, c], "eeeeeeee": [k3]}
+    assert all(note is None for _, _, note in out)
