@@ -5,7 +5,10 @@ A guess is a matching between twins and their children: each child goes to a twi
 when it started, at most one child per twin (``place``: an augmenting path, so a new child can
 push an earlier guess to another free twin). When a twin answers, the child whose answer it
 passed up (``Lineage.answer_links``) is its own (``settle``); the displaced one is placed again,
-or *parked* (no parent for now) until a twin claims it or none is left (its own run).
+or *parked* (no parent for now) until a twin claims it or none is left (its own run). When the
+answers cannot tell (a format the lineage does not read), timing still can: a twin that answered
+while its guess was still open takes instead a guess another twin holds that had answered in
+time, and that twin takes the open one, rather than the open one being parked.
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ class Twins:
 
     def _finish(self, kick: Node, in_flight: bool) -> Run: ...  # pragma: no cover
 
-    def _place(self, c: Node, banned: set[str]) -> bool:
-        """Give ``c`` a twin of its group: a free one, else one whose own guess can move on."""
+    def _place(self, c: Node, banned: set[str], sink: Node | None = None) -> bool:
+        """Give ``c`` a twin of its group: a free one, else one whose own guess can move on.
+        ``sink``: a twin that has just answered without a child of its own; a guess that had
+        already answered within its span may end the chain there, so that a child that is still
+        open need not be parked (it would become a run of its own) while a twin still open holds
+        a guess that had answered in time to be the sink's."""
         b = self.index.get(c.group)
         if b is None:
             return False
@@ -34,6 +41,10 @@ class Twins:
             if q.fid not in banned and q.ex.started <= c.ex.started:
                 attach(self.index, q, c)
                 return True
+        if sink is not None and self._fits_answered(sink, c):
+            attach(self.index, sink, c)
+            self._confirm(c, self._links(sink, c))
+            return True
         for q in list(b.soft.values()):
             if q.fid in banned or q.ex.started > c.ex.started:
                 continue
@@ -41,7 +52,7 @@ class Twins:
             d = q.child
             detach(self.index, d)
             attach(self.index, q, c)
-            if self._place(d, banned):
+            if self._place(d, banned, sink):
                 return True
             detach(self.index, c)
             attach(self.index, q, d)
@@ -85,9 +96,15 @@ class Twins:
             detach(idx, steal)
             attach(idx, p, steal)
             self._confirm(steal, self._links(p, steal))
-        if cur is not None and cur.parent is None and not self._place(cur, {p.fid}):
+        if cur is not None and cur.parent is None and not self._place(cur, {p.fid}, sink=p):
             self._park(cur)
         return self._unclaimed(idx.bucket_of(p))
+
+    def _fits_answered(self, p: Node, c: Node) -> bool:
+        """``c`` could be the child of ``p``, which has answered and holds none: ``c`` answered
+        within ``p``'s span and ``p``'s answer does not refute it."""
+        return (p.child is None and not p.open and not c.open and c.ex.started >= p.ex.started
+                and c.ex.ended <= p.ex.ended and self._links(p, c) is not False)
 
     def _unclaimed(self, group: tuple | None) -> list[Run]:
         """Parked children of ``group`` that no open twin can claim any more become runs."""

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 import time
+from collections import Counter
 
 import pytest
 
@@ -267,3 +267,38 @@ def test_a_hop_tied_by_its_trace_takes_its_place_from_a_twins_lineage_guess():
                             headers=(("traceparent", t1),)))
     assert (own.parent, own.evidence) == ("k1", "header")
     assert tr.assignment("h2-of-k2").parent == "k2"
+
+
+def test_a_twin_that_answers_past_its_guess_takes_the_answered_child_a_twin_held():
+    """Identical kicks, answers in a format the lineage cannot read (the single-process app):
+    k2's true child c2 starts first and is guessed under k1, k1's c1 under k2. k2 answers while
+    c1 is still open, which refutes that guess. c1 must not be parked while k1 holds c2, which
+    answered within k2's span: c2 goes to k2 and c1 to k1. (Before, k2 was reported as a run of
+    one hop and c1, parked, became a partial run of its own: 3 runs for 2 kicks.)"""
+    kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+    no7 = {"error": "b says no", "payload": {**kick, "digits": [7]}}
+    no9 = {"error": "b says no", "payload": {**kick, "digits": [9]}}
+    ex = {
+        "k1": Exchange("k1", 0.000, "a", request=kick),
+        "k2": Exchange("k2", 0.001, "a", request=kick),
+        "c2": Exchange("c2", 0.010, "b", request={**kick, "digits": [7]}),
+        "c1": Exchange("c1", 0.011, "b", request={**kick, "digits": [9]}),
+    }
+    ends = {
+        "c2": (0.020, 400, no7),
+        "k2": (0.030, 200, {"stopped": no7, "status": 400}),
+        "c1": (0.040, 400, no9),
+        "k1": (0.050, 200, {"stopped": no9, "status": 400}),
+    }
+    tr = RunTracker()
+    for fid in ("k1", "k2", "c2", "c1"):
+        tr.start(ex[fid])
+    assert tr.assignment("c2").parent == "k1"  # the first free twin: a wrong guess
+    runs = []
+    for fid, (t, status, body) in ends.items():
+        e = ex[fid]
+        runs += tr.end(Exchange(e.flow_id, e.started, e.service, request=e.request, ended=t,
+                                status=status, response=body, response_exact=True))
+    runs += tr.flush()
+    assert sorted((r.kick.flow_id, [h.flow_id for h in r.hops], r.partial) for r in runs) == [
+        ("k1", ["k1", "c1"], False), ("k2", ["k2", "c2"], False)]
