@@ -45,6 +45,10 @@ class LiveRuns:
         self.to_report: list[Run] = []  # finished runs whose diagnosis is written next iteration
         self.pending: list[tuple[bool, http.HTTPFlow]] = []  # (is start, flow) for the engine
         self.sync = False  # place each request in its own hook (see _check_sync)
+        # run id → flows whose record (or last placement record) names that run, and back: when
+        # the run ends, those no longer in it get their placement now (docs/dump-format.md)
+        self.said: dict[str, set[str]] = {}
+        self.said_of: dict[str, str] = {}
 
     def load(self, loader) -> None:
         loader.add_option(
@@ -107,6 +111,32 @@ class LiveRuns:
         self._queue(False, flow)
         if run is not None and run["parent"] is None:
             self._flush()
+        if flow.id in self.flows and flow.id in self.tracker.nodes:  # not a kick whose run ended
+            self._place_now(flow)
+
+    def _place_now(self, flow: http.HTTPFlow) -> None:
+        """The record about to be written says where the engine has the hop now, not where it
+        was put when it arrived (a twin's answer may have moved it since)."""
+        fields = run_fields(self.tracker.assignment(flow.id))
+        flow.metadata[flowmeta.RECORD]["run"] = fields
+        self._say(flow.id, fields["id"])
+
+    def _say(self, fid: str, rid: str) -> None:
+        old = self.said_of.get(fid)
+        if old == rid:
+            return
+        if old is not None:
+            self._unsay(fid)
+        self.said_of[fid] = rid
+        self.said.setdefault(rid, set()).add(fid)
+
+    def _unsay(self, fid: str) -> None:
+        rid = self.said_of.pop(fid, None)
+        flows = self.said.get(rid) if rid is not None else None
+        if flows is not None:
+            flows.discard(fid)
+            if not flows:
+                del self.said[rid]
 
     def _queue(self, start: bool, flow: http.HTTPFlow) -> None:
         """Events reach the engine in the order the hooks saw them, one loop iteration later."""
@@ -161,13 +191,18 @@ class LiveRuns:
 
     def _finish(self, run: Run) -> None:
         """A run ended: its flows' final comments and ``run`` fields now (a flow already in
-        flows.jsonl with a placement that changed gets a ``placement`` record after it); its
-        diagnosis (log line, runs.jsonl) on the next loop iteration, after the kick's answer has
-        left."""
+        flows.jsonl with a placement that changed gets a ``placement`` record after it, and so
+        does one recorded as in this run that has left it); its diagnosis (log line, runs.jsonl)
+        on the next loop iteration, after the kick's answer has left."""
         self.finished += 1
         self._report_later(run)
         flows, changed, moved = [], [], []
+        left = self.said.pop(run.run_id, None)
         for h in run.hops:
+            if left is not None:
+                left.discard(h.flow_id)
+            if h.flow_id in self.said_of:
+                self._unsay(h.flow_id)
             flow = self.flows.pop(h.flow_id, None)
             if flow is None:
                 continue
@@ -183,11 +218,26 @@ class LiveRuns:
                 flow.comment = comment
                 flow.metadata[flowmeta.RUN] = run.run_id
                 changed.append(flow)
+        for fid in sorted(left or ()):
+            self.said_of.pop(fid, None)
+            if fid in self.flows and fid in self.tracker.nodes:
+                self._left(self.flows[fid], moved)
         if self.recorder is not None:
             self.recorder.release(flows)
             self.recorder.write_placements(moved)
         if changed:
             ctx.master.addons.trigger(UpdateHook(changed))
+
+    def _left(self, flow: http.HTTPFlow, moved: list[dict]) -> None:
+        """A flow recorded as in a run that ended without it: where it is now (provisional: its
+        new run is still open), so that no reader takes it for a hop of the ended run."""
+        fields = run_fields(self.tracker.assignment(flow.id))
+        extra = flow.metadata.setdefault(flowmeta.RECORD, {})
+        if extra.get("run") != fields:
+            extra["run"] = fields
+            if flow.metadata.get(flowmeta.RECORDED):
+                moved.append(placement(flow.id, fields))
+        self._say(flow.id, fields["id"])
 
     def _show_comments(self) -> None:
         """In mitmweb, show the comment column (run · hop · A→B · iteration) unless the user

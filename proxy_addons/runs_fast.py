@@ -6,8 +6,9 @@ A run is complete once its kick (the hop without a parent) has been read — rec
 order and the kick ends last — except for *late* hops (under a partner that timed out) and
 placement records, which come after it: so a run is handed out once a record read ended more
 than a horizon after its kick's end (1.5 × the kick's duration + ``runs.SKEW``: a function of the
-run alone, so readers of different parts of a dump decide alike), then forgotten. Memory: the
-open runs.
+run alone, so readers of different parts of a dump decide alike), then forgotten; a run in
+which a hop timed out on its partner is held to the end of the dump instead (its late hops may
+end after any horizon; ``LATE_MAX`` at most). Memory: the open and the held runs.
 
 What the fast path does not trust goes through the engine instead (the caller says it in notes):
 records without a ``run`` field (e.g. the gateway's own 404, which is outside every run) are fed
@@ -40,6 +41,8 @@ from proxy_addons.runs_model import Exchange, Run
 from proxy_addons.runs_replay import Replay, start_view
 
 ENGINE_GC_EVERY = 20_000  # records fed to the engine between two collections of its cycles
+TIMED_OUT = 504  # a hop that gave up on its partner (partner_timeout): late hops may follow
+LATE_MAX = 10_000  # runs with a timed-out hop held back at once; the oldest then goes out as is
 
 Out = tuple[Run, int, str | None]  # (run, file position of the kick that made it due, a note)
 
@@ -71,6 +74,7 @@ class FastRuns:
         # flow id → record of a run whose fields did not hold together when it fell due: kept
         # (in ``items`` too, so later placement records still apply) and tried again at the end
         self.doubtful: dict[str, Item] = {}
+        self.late: dict[str, tuple[int, list[Item]]] = {}  # run id → a timed-out run held back
 
     # --- input ---------------------------------------------------------------------------------
     def flow(self, ex: Exchange, run, pos: int, raw=None) -> list[Out]:
@@ -181,6 +185,9 @@ class FastRuns:
                 self.early.extend(self._forget(rid))  # it may have records before us
                 continue
             group = self._forget(rid)
+            if any(it.exchange.status == TIMED_OUT for it in group):
+                out += self._hold_late(rid, group, pos)
+                continue
             runs = self.emit(rid, group, pos, hold=True)
             if runs is None:
                 continue  # held back
@@ -188,6 +195,26 @@ class FastRuns:
                 self.claimed.extend(it.flow_id for it in group if it.pos >= own_end)
             out += runs
         return out
+
+    def _hold_late(self, rid: str, group: list[Item], pos: int) -> list[Out]:
+        """A hop of this run gave up on its partner (a timeout), which may still be working and
+        send *late* hops, written after any horizon: the run is held back to the end of the dump
+        as ``doubtful`` is (late records of it are grouped then). At most ``LATE_MAX`` such runs
+        at once: the oldest then goes out as it stands, with its late records read so far."""
+        for it in group:
+            self.items[it.flow_id] = self.doubtful[it.flow_id] = it
+        self.late[rid] = (pos, group)
+        if len(self.late) <= LATE_MAX:
+            return []
+        old = next(iter(self.late))
+        pos, group = self.late.pop(old)
+        doubtful = self.doubtful
+        items = [it for it in group if doubtful.get(it.flow_id) is it and it.fields["id"] == old]
+        for it in items:
+            del doubtful[it.flow_id], self.items[it.flow_id]
+        if old in self.groups:
+            items += self._forget(old)
+        return self.emit(old, items, pos) if items else []
 
     def _forget(self, rid: str) -> list[Item]:
         group = self.groups.pop(rid)
@@ -231,6 +258,7 @@ class FastRuns:
         left = [it for group in self.groups.values() for it in group] + self.early
         left += self.doubtful.values()  # regrouped with every placement read since
         self.groups, self.items, self.early, self.due, self.doubtful = {}, {}, [], [], {}
+        self.late = {}
         return left, self._from_engine(self.engine.close())
 
 

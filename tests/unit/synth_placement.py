@@ -3,8 +3,10 @@ synthetic flows.jsonl (docs/dump-format.md), made the way the gateway makes them
 goes through a ``RunTracker`` as a start and an end event in time order; a record carries the
 placement its exchange had when it was written (the provisional one from ``start``, or the final
 one when its run had already finished); when a run finishes, each already written hop whose final
-placement differs gets a placement record, right after the record that finished the run.
-Never the ground truth: only what the engine said at the time.
+placement differs gets a placement record, right after the record that finished the run, and so
+does each written hop last said to be in that run that is no longer in it (its placement now,
+provisional if its new run is still open). Never the ground truth: only what the engine said at
+the time.
 """
 
 from __future__ import annotations
@@ -29,16 +31,32 @@ def gateway_order(items: Iterable[tuple[Exchange, Any]], lineage: Lineage | None
     payload: dict[str, Any] = {}
     written: set[str] = set()
 
+    said: dict[str, set[str]] = {}  # run id → written flows whose last written fields name it
+
+    def wrote(fid: str, f: dict) -> None:
+        said.setdefault(f["id"], set()).add(fid)
+
     def finish(runs: list[Run]) -> Iterator[tuple[str, Any, dict]]:
         for run in runs:
+            members = set()
             for h in run.hops:
+                members.add(h.flow_id)
                 final = hop_fields(run, h)
                 if fields.get(h.flow_id) != final:
                     fields[h.flow_id] = final
                     if h.flow_id in written:
+                        wrote(h.flow_id, final)
                         yield "placement", h.flow_id, final
                 if h.flow_id in written and h.exchange.ended is not None:
                     fields.pop(h.flow_id, None)  # done with it (a late hop keeps its entry)
+            for fid in sorted(said.pop(run.run_id, set()) - members):
+                if fid not in fields or fid not in tracker.nodes:
+                    continue  # its own run has finished since: its final placement is written
+                now = run_fields(tracker.assignment(fid))
+                if now != fields[fid]:
+                    fields[fid] = now
+                    wrote(fid, now)
+                    yield "placement", fid, now
 
     def apply(events) -> Iterator[tuple[str, Any, dict]]:
         for is_start, ex in events:
@@ -46,10 +64,14 @@ def gateway_order(items: Iterable[tuple[Exchange, Any]], lineage: Lineage | None
                 fields[ex.flow_id] = run_fields(tracker.start(start_view(ex)))
                 if ex.ended is None:
                     written.add(ex.flow_id)
+                    wrote(ex.flow_id, fields[ex.flow_id])
                     yield "flow", payload.pop(ex.flow_id), fields[ex.flow_id]
                 continue
+            if ex.flow_id in tracker.nodes:  # where the engine has it now, as the record says
+                fields[ex.flow_id] = run_fields(tracker.assignment(ex.flow_id))
             runs = tracker.end(ex)
             written.add(ex.flow_id)
+            wrote(ex.flow_id, fields[ex.flow_id])
             yield "flow", payload.pop(ex.flow_id), fields[ex.flow_id]
             yield from finish(runs)
 

@@ -82,3 +82,63 @@ def test_a_request_is_placed_on_the_next_loop_iteration_and_a_kick_finished_in_i
             assert live.finished == 1 and fl.comment.startswith("run ")
 
     asyncio.run(go())
+
+
+def test_a_recorded_hop_that_leaves_an_ended_run_gets_its_placement_when_that_run_ends(tmp_path):
+    """Two identical kicks; k2's child c2 arrives first and is guessed under k1, k1's child c1
+    under k2, and both children are recorded so. When k2 answers (passing c2's answer up), its
+    run ends with c2 and without c1: c1's placement (now under k1, whose run is still open) is
+    written right then, so a reader of flows.jsonl never takes c1 for a hop of k2's ended run.
+    (Before, c1's correction came only when k1's run ended, which may be long after.)"""
+    import json
+
+    from mitmproxy.test import tflow
+
+    from proxy_addons.runs_model import run_id_of
+    from tests.conftest import read_jsonl
+
+    kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+
+    def flow(service: str, body: dict, t: float):
+        f = tflow.tflow(resp=True)
+        f.metadata["hoptrace.service"] = service
+        f.request.path = f"/{service}/"
+        f.request.headers["content-type"] = "application/json"
+        f.request.content = json.dumps(body).encode()
+        f.request.timestamp_start = t
+        return f
+
+    def answer(f, t: float, body: dict) -> None:
+        f.response.headers["content-type"] = "application/json"
+        f.response.content = json.dumps(body).encode()
+        f.response.timestamp_end = t
+        live.response(f)
+        rec.response(f)
+
+    def done(digit: int) -> dict:
+        payload = {**kick, "digits": [digit], "avg": float(digit), "max": digit, "min": digit}
+        return {"outcome": "max_hops", "stopped_by": "b", "status": 200, "hops": 2, "payload": payload}
+
+    rec = Recorder()
+    live = LiveRuns(rec)
+    with taddons.context(rec, live) as tctx:
+        tctx.configure(rec, hoptrace_session=str(tmp_path / "s"))
+        k1, k2 = flow("a", kick, 1.000), flow("a", kick, 1.001)
+        c2, c1 = flow("b", {**kick, "digits": [7]}, 1.010), flow("b", {**kick, "digits": [9]}, 1.011)
+        for f in (k1, k2, c2, c1):
+            live.request(f)  # no running loop: placed at once
+        answer(c2, 1.020, done(7))
+        answer(c1, 1.021, done(9))
+        answer(k2, 1.030, done(7))  # k2's run ends: c2 is its own, c1 is not
+        written_before_k1 = len(read_jsonl(tmp_path / "s" / "flows.jsonl"))
+        answer(k1, 1.040, done(9))
+        rec.done()
+    lines = read_jsonl(tmp_path / "s" / "flows.jsonl")
+    r1, r2 = run_id_of(k1.id), run_id_of(k2.id)
+    first = {r["flow_id"]: r["run"]["id"] for r in lines if r.get("type", "flow") == "flow"}
+    assert (first[c2.id], first[c1.id]) == (r1, r2)  # recorded as guessed: swapped
+    early = [(r["flow_id"], r["run"]["id"]) for r in lines[:written_before_k1] if r.get("type") == "placement"]
+    assert (c2.id, r2) in early and (c1.id, r1) in early
+    final = dict(first)
+    final.update((r["flow_id"], r["run"]["id"]) for r in lines if r.get("type") == "placement")
+    assert final == {k1.id: r1, c1.id: r1, k2.id: r2, c2.id: r2}
