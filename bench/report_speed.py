@@ -25,9 +25,7 @@ import time
 from pathlib import Path
 
 from bench.machine import machine, write_json
-from bench.synth_dump import write_dump
-
-CACHE = Path("bench/.cache")
+from bench.synth_dump import cached_dump
 
 
 def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
@@ -109,13 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.engine_child:
         engine(a.engine_child)
         return 0
-    CACHE.mkdir(parents=True, exist_ok=True)
-    dump = CACHE / f"flows-placed-{a.hops}.jsonl"  # "placed": with the gateway's run fields
-    if not dump.exists():
-        t0 = time.perf_counter()
-        n = write_dump(dump.with_suffix(".tmp"), a.hops)
-        dump.with_suffix(".tmp").rename(dump)
-        print(f"wrote {n} records to {dump} in {time.perf_counter() - t0:.0f} s")
+    dump, took = cached_dump(a.hops)
+    if took is not None:
+        print(f"wrote {dump} in {took:.0f} s")
     lines = records = 0
     with open(dump, "rb") as f:
         for line in f:

@@ -47,8 +47,7 @@ def child(path: str, stage: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.report_speed import CACHE
-    from bench.synth_dump import write_dump
+    from bench.synth_dump import cached_dump
 
     p = argparse.ArgumentParser(prog="python -m bench.report_stages", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -59,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.child:
         child(*a.child)
         return 0
-    dump = CACHE / f"flows-placed-{a.hops}.jsonl"
-    if not dump.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        write_dump(dump.with_suffix(".tmp"), a.hops)
-        dump.with_suffix(".tmp").rename(dump)
+    dump, _ = cached_dump(a.hops)
     print(f"{dump}: best of {a.repeat}, CPU seconds in one process")
     before = 0.0
     for stage in STAGES:

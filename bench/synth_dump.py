@@ -86,6 +86,25 @@ def lane(templates: list[list[Piece]], rng: random.Random, t0: float, hops: int
         t = end + rng.uniform(0.0001, 0.002)
 
 
+CACHE = Path("bench/.cache")
+# In a cached dump's name: bump it when what a dump holds changes (e.g. the gateway's placement
+# rules: 2 = a record names where the hop is when written, left runs write placements).
+VERSION = 2
+
+
+def cached_dump(hops: int) -> tuple[Path, float | None]:
+    """The dump of ``hops`` hops in ``CACHE``, written first if missing: (its path, the seconds
+    writing it took, or None when it was there)."""
+    dump = CACHE / f"flows-placed{VERSION}-{hops}.jsonl"  # "placed": with the gateway's run fields
+    if dump.exists():
+        return dump, None
+    CACHE.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    write_dump(dump.with_suffix(".tmp"), hops)
+    dump.with_suffix(".tmp").rename(dump)
+    return dump, time.perf_counter() - t0
+
+
 def write_dump(out: Path, hops: int, lanes: int = 50, pool: int = 4000, seed: int = 1) -> int:
     """Write about ``hops`` hops (whole runs) to ``out``; returns the flow records written."""
     templates = template_runs(pool, seed)

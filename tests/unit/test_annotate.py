@@ -132,6 +132,7 @@ def test_a_recorded_hop_that_leaves_an_ended_run_gets_its_placement_when_that_ru
         answer(k2, 1.030, done(7))  # k2's run ends: c2 is its own, c1 is not
         written_before_k1 = len(read_jsonl(tmp_path / "s" / "flows.jsonl"))
         answer(k1, 1.040, done(9))
+        assert (live.said, live.said_of) == ({}, {})  # every run ended: nothing kept for them
         rec.done()
     lines = read_jsonl(tmp_path / "s" / "flows.jsonl")
     r1, r2 = run_id_of(k1.id), run_id_of(k2.id)
