@@ -214,6 +214,8 @@ class FastRuns:
             del doubtful[it.flow_id], self.items[it.flow_id]
         if old in self.groups:
             items += self._forget(old)
+        if self.own_end != math.inf:  # records past our range: the next reader saw them too
+            self.claimed.extend(it.flow_id for it in items if it.pos >= self.own_end)
         return self.emit(old, items, pos) if items else []
 
     def _forget(self, rid: str) -> list[Item]:

@@ -117,3 +117,24 @@ def test_progress_counts_every_byte_once_and_changes_nothing(tmp_path, dump, mon
     if workers == 1:  # told in the reading loop itself: about every STEP bytes
         assert len(told) >= 15
     assert json.loads((tmp_path / "told.json").read_text()) == report(p, workers=workers, min_bytes=0)
+
+
+@pytest.mark.parametrize("late_max", [1, 10_000])
+def test_runs_held_for_late_hops_are_written_once_by_split_readers(tmp_path, dump, monkeypatch, late_max):
+    """Exchanges 20× as long: late hops end past their run's horizon, so readers hold timed-out
+    runs to their end (or let the oldest go past ``LATE_MAX``). Split in 3, every record is in
+    exactly one run; with room to hold them all, the split report is the single reader's."""
+    from proxy_addons import runs_fast
+    from tests.unit.test_runs_fast_paths import _scaled
+
+    monkeypatch.setattr(runs_fast, "LATE_MAX", late_max)
+    p = tmp_path / "flows.jsonl"
+    scaled = _scaled(dump, 20)
+    write(p, [json.dumps(r) for r in scaled])
+    single, split = report(p, workers=1, min_bytes=0), report(p, workers=3, min_bytes=0)
+    flows = sorted({r["flow_id"] for r in scaled if r["type"] == "flow"})
+    for doc in (single, split):
+        assert sorted(h["flow_id"] for r in doc["runs"] for h in r["hops"]) == flows
+    if late_max > 1:
+        assert keyed(split) == keyed(single) and "notes" not in single["read"]
+        assert_same_as_engine(single, json.loads(render(build(p), "json")))
