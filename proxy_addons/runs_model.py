@@ -156,7 +156,7 @@ class Run:
 
 
 def run_fields(a: Assignment) -> dict:
-    """The ``run`` field of a flows.jsonl record (as known when the request arrived)."""
+    """The ``run`` field of a flows.jsonl record (the placement known when it is written)."""
     return {"id": a.run_id, "hop": a.hop, "from": a.sender, "to": a.to, "iteration": a.iteration,
             "evidence": a.evidence, "parent": a.parent}
 
@@ -168,6 +168,7 @@ def hop_fields(run: Run, h: Hop) -> dict:
 
 
 def placement(flow_id: str, fields: dict) -> dict:
-    """A flows.jsonl ``placement`` record: the final ``run`` fields of a flow already recorded
-    with a provisional placement (docs/dump-format.md). The last one for a flow id wins."""
+    """A flows.jsonl ``placement`` record: the ``run`` fields of a flow already recorded with a
+    provisional placement, final (its run ended) or provisional again (it left a run that ended)
+    (docs/dump-format.md). The last one for a flow id wins."""
     return {"type": "placement", "v": 1, "flow_id": flow_id, "run": fields}
