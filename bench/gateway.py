@@ -1,15 +1,15 @@
 """Gateway benchmark: direct vs bare mitmproxy vs hoptrace (mitmdump, mitmweb), interleaved.
 
 ``python -m bench.gateway`` (what ``make bench`` runs first) starts every mode's processes once
-(bench/modes.py), warms each up, then measures in rounds: in each round, for each concurrency,
-every mode in turn (the order rotates per round), so a noisy neighbour hits all modes alike.
-Each measurement is preceded by a few untimed runs at its own concurrency (``--settle`` per
-client: the first run after a pause took up to 40× a hop's time). The place in the order
-matters too: with two modes, the first concurrency-1 measurement of a round is the mode that has
-just run its own concurrency-16 measurement, and it runs ≈ 20 % slow whichever mode it is
-(docs/performance.md). So the default number of rounds (8) is a multiple of the number of modes
-(4, and 2 for ``--modes bare hoptrace``): every mode takes every place equally often, and the
-paired ratio cancels the place out.
+(bench/modes.py), warms each up, then measures one concurrency after the other, each in rounds:
+in each round every mode in turn (the order rotates per round), so a noisy neighbour hits all
+modes alike. Each measurement is preceded by a few untimed runs at its own concurrency
+(``--settle`` per client: the first run after a pause took up to 40× a hop's time). The
+concurrencies are not mixed within a round: a mode's concurrency-16 burst slows its next
+concurrency-1 measurement by 20–40 %, even one or two measurements later, and not by the same
+amount for every mode, so a rotation did not cancel it (docs/performance.md, fifth stop). The
+default number of rounds (8) is a multiple of the number of modes (4, and 2 for ``--modes bare
+hoptrace``): every mode takes every place equally often.
 
 Figures per mode and concurrency:
   hops/s        hops answered per wall second (median over rounds)
@@ -80,9 +80,9 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
     try:
         for m in a.modes:  # warm-up: connections, imports, JITless caches
             hops_sent[m] += measure_once(setups[m], a.warmup, 4, a.max_hops, a.time_limit)["ok"] * a.max_hops
-        for r in range(a.rounds):
-            order = list(a.modes[r % len(a.modes):]) + list(a.modes[:r % len(a.modes)])
-            for c in a.concurrency:
+        for c in a.concurrency:  # one concurrency's rounds, then the next: see the module doc
+            for r in range(a.rounds):
+                order = list(a.modes[r % len(a.modes):]) + list(a.modes[:r % len(a.modes)])
                 for m in order:
                     n = a.runs * c if c > 1 else a.runs
                     if a.settle:  # untimed: the first runs after a pause carry its after-effects
