@@ -1,8 +1,8 @@
 """The ``run`` fields and ``placement`` records a live gateway would have written into a
 synthetic flows.jsonl (docs/dump-format.md), made the way the gateway makes them: every exchange
 goes through a ``RunTracker`` as a start and an end event in time order; a record carries the
-placement its exchange had when it was written (the provisional one from ``start``, or the final
-one when its run had already finished); when a run finishes, each already written hop whose final
+placement its exchange had when it was written (where the engine had it then, or the final one
+when its run had already finished); when a run finishes, each already written hop whose final
 placement differs gets a placement record, right after the record that finished the run, and so
 does each written hop last said to be in that run that is no longer in it (its placement now,
 provisional if its new run is still open). Never the ground truth: only what the engine said at
