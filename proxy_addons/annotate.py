@@ -117,9 +117,14 @@ class LiveRuns:
     def _place_now(self, flow: http.HTTPFlow) -> None:
         """The record about to be written says where the engine has the hop now, not where it
         was put when it arrived (a twin's answer may have moved it since)."""
+        flow.metadata[flowmeta.RECORD]["run"] = self._now(flow)
+
+    def _now(self, flow: http.HTTPFlow) -> dict:
+        """The flow's ``run`` fields as the engine has them now, remembered as what its record
+        (or placement record) will say."""
         fields = run_fields(self.tracker.assignment(flow.id))
-        flow.metadata[flowmeta.RECORD]["run"] = fields
         self._say(flow.id, fields["id"])
+        return fields
 
     def _say(self, fid: str, rid: str) -> None:
         old = self.said_of.get(fid)
@@ -231,13 +236,12 @@ class LiveRuns:
     def _left(self, flow: http.HTTPFlow, moved: list[dict]) -> None:
         """A flow recorded as in a run that ended without it: where it is now (provisional: its
         new run is still open), so that no reader takes it for a hop of the ended run."""
-        fields = run_fields(self.tracker.assignment(flow.id))
+        fields = self._now(flow)
         extra = flow.metadata.setdefault(flowmeta.RECORD, {})
         if extra.get("run") != fields:
             extra["run"] = fields
             if flow.metadata.get(flowmeta.RECORDED):
                 moved.append(placement(flow.id, fields))
-        self._say(flow.id, fields["id"])
 
     def _show_comments(self) -> None:
         """In mitmweb, show the comment column (run · hop · A→B · iteration) unless the user

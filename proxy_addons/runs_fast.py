@@ -191,8 +191,7 @@ class FastRuns:
             runs = self.emit(rid, group, pos, hold=True)
             if runs is None:
                 continue  # held back
-            if own_end != math.inf:  # records past our range: the next reader saw them too
-                self.claimed.extend(it.flow_id for it in group if it.pos >= own_end)
+            self._claim(group)
             out += runs
         return out
 
@@ -201,8 +200,7 @@ class FastRuns:
         send *late* hops, written after any horizon: the run is held back to the end of the dump
         as ``doubtful`` is (late records of it are grouped then). At most ``LATE_MAX`` such runs
         at once: the oldest then goes out as it stands, with its late records read so far."""
-        for it in group:
-            self.items[it.flow_id] = self.doubtful[it.flow_id] = it
+        self._hold(group)
         self.late[rid] = (pos, group)
         if len(self.late) <= LATE_MAX:
             return []
@@ -214,9 +212,20 @@ class FastRuns:
             del doubtful[it.flow_id], self.items[it.flow_id]
         if old in self.groups:
             items += self._forget(old)
-        if self.own_end != math.inf:  # records past our range: the next reader saw them too
-            self.claimed.extend(it.flow_id for it in items if it.pos >= self.own_end)
+        self._claim(items)
         return self.emit(old, items, pos) if items else []
+
+    def _hold(self, items: list[Item]) -> None:
+        """Keep these records to the end of the dump (``doubtful``; in ``items`` too, so later
+        placement records still apply to them)."""
+        for it in items:
+            self.items[it.flow_id] = self.doubtful[it.flow_id] = it
+
+    def _claim(self, items: list[Item]) -> None:
+        """A range reader hands out a run: its records past the range, which the next reader
+        also read, are said to be taken."""
+        if self.own_end != math.inf:
+            self.claimed.extend(it.flow_id for it in items if it.pos >= self.own_end)
 
     def _forget(self, rid: str) -> list[Item]:
         group = self.groups.pop(rid)
@@ -233,8 +242,7 @@ class FastRuns:
             return [(assemble(rid, items, self.lineage), pos, None)]
         except Inconsistent as exc:
             if hold:
-                for it in items:
-                    self.items[it.flow_id] = self.doubtful[it.flow_id] = it
+                self._hold(items)
                 return None
             note = (f"run {rid}: the run fields of its {len(items)} record(s) do not hold together "
                     f"({exc}); rebuilt by the engine")
