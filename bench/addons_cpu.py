@@ -3,7 +3,9 @@
 ``python -m bench.addons_cpu`` loads an addon script's ``addons`` into a mitmproxy master
 (``mitmproxy.test.taddons``) and drives runs of MAX_HOPS nested hops through mitmproxy's own
 hook dispatch (``request`` hooks down the nest, ``response`` hooks back up), with the bodies and
-headers the real services exchange. It reports CPU µs per hop for the bare script (routing only)
+headers the real services exchange (since the sixth stop also their W3C trace headers and the
+payload's ``sequence``: the gateway then places every hop past the second by its trace, as it
+does live; before, every hop went through the lineage path). It reports CPU µs per hop for the bare script (routing only)
 and the full gateway: their difference is what recording and live diagnosis cost the proxy's
 event loop. On a shared machine this is steadier than wall-clock figures: it counts process CPU
 time (``time.process_time``), not the time other processes take.
@@ -51,26 +53,35 @@ HEADERS = [("host", "127.0.0.1:8000"), ("accept", "*/*"), ("accept-encoding", "g
 
 
 def payloads(max_hops: int) -> list[dict]:
-    """The payload each hop of a ``max_hops`` run receives (A appends a digit, B sets avg/max/min)."""
-    p = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
-    out = []
-    for hop in range(1, max_hops + 1):
-        out.append(json.loads(json.dumps(p)))
-        if hop % 2:
+    """The payload each hop of a ``max_hops`` run receives, as the services send it: the seed's
+    kick (with its unknown key), then A appends a digit, B sets avg/max/min, and each records
+    itself in ``sequence`` (services/payload.py, on by default)."""
+    p: dict = {"name": "payload", "d;5Digits": [], "avg": None, "max": None, "min": None}
+    out = [json.loads(json.dumps(p))]
+    p = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None, "sequence": {}, "d;5Digits": []}
+    for hop in range(1, max_hops):
+        iteration, service = (hop + 1) // 2, "a" if hop % 2 else "b"
+        if service == "a":
             p["digits"].append(hop * 7 % 101)
         else:
             d = p["digits"]
             p.update(avg=sum(d) / len(d), max=max(d), min=min(d))
+        p["sequence"][str(iteration)] = service
+        out.append(json.loads(json.dumps(p)))
     return out
 
 
-def make_flow(path: str, body: dict, t0: float, conns: dict | None = None, key=None):
+def make_flow(path: str, body: dict, t0: float, conns: dict | None = None, key=None,
+              trace: str | None = None):
     """A flow as the gateway sees it; ``conns`` keeps one client/server connection per path and
-    nesting level across runs, as keep-alive does."""
+    nesting level across runs, as keep-alive does; ``trace``: the W3C ``traceparent`` the
+    services' OpenTelemetry client sends on every inner hop (services/tracing.py)."""
     raw = json.dumps(body).encode()
+    headers = [(k.encode(), v.encode()) for k, v in HEADERS] + [(b"content-length", str(len(raw)).encode())]
+    if trace is not None:
+        headers.append((b"traceparent", trace.encode()))
     req = tutils.treq(method=b"POST", path=path.encode(), host="127.0.0.1", port=8000,
-                      headers=[(k.encode(), v.encode()) for k, v in HEADERS] + [(b"content-length", str(len(raw)).encode())],
-                      content=raw, timestamp_start=t0, timestamp_end=t0)
+                      headers=headers, content=raw, timestamp_start=t0, timestamp_end=t0)
     f = tflow.tflow(req=req)
     f.client_conn.peername = ("127.0.0.1", 40000 + int(t0 * 1000) % 20000)
     if conns is not None:
@@ -83,7 +94,9 @@ def answer(f, body: dict, t1: float) -> None:
     f.response = tutils.tresp(status_code=200, reason=b"OK", content=raw, timestamp_start=t1, timestamp_end=t1,
                               headers=[(b"date", b"Thu, 26 Nov 2026 07:00:00 GMT"), (b"server", b"uvicorn"),
                                        (b"content-length", str(len(raw)).encode()),
-                                       (b"content-type", b"application/json")])
+                                       (b"content-type", b"application/json"),
+                                       (b"traceresponse", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-03"),
+                                       (b"access-control-expose-headers", b"traceresponse")])
 
 
 async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
@@ -105,10 +118,12 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
         clock = time.process_time
         cpu0 = clock()
         t = time.time()
-        for _ in range(runs):
+        for run in range(runs):
             nest = []
+            trace_id = f"{run + 1:032x}"  # all zeros is not a valid W3C trace id
             for hop, body in enumerate(states, 1):
-                f = make_flow("/a/" if hop % 2 else "/b/", body, t, conns, hop)
+                trace = f"00-{trace_id}-{hop:016x}-03" if hop > 1 else None
+                f = make_flow("/a/" if hop % 2 else "/b/", body, t, conns, hop, trace)
                 t += 0.0001
                 c0 = clock()
                 await am.handle_lifecycle(HttpRequestHook(f))

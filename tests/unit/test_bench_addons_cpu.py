@@ -1,0 +1,34 @@
+"""The in-process harness of ``bench.addons_cpu`` drives runs the gateway reads as the real ones:
+one run per kick, the hops placed by the services' trace header, payloads as the services send
+them (the figures it prints are only worth what its flows are)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.addons_cpu import drive, payloads
+from tests.conftest import read_jsonl
+
+
+def test_the_harness_runs_are_read_as_real_runs(tmp_path):
+    got = asyncio.run(drive("proxy_addons.gateway", 3, 10, str(tmp_path)))
+    assert got["total"] > 0
+    (session,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    flows = [r for r in read_jsonl(session / "flows.jsonl") if r.get("type", "flow") == "flow"]
+    runs = read_jsonl(session / "runs.jsonl")
+    assert len(flows) == 30 and len(runs) == 3
+    assert {r["outcome"] for r in runs} == {"completed"} and {len(r["hops"]) for r in runs} == {10}
+    inner = [f for f in flows if f["run"]["parent"] is not None]
+    # the kick has no trace yet (A's instrumentation starts it): its child is placed by lineage,
+    # every later hop by the trace header it carries
+    assert len(inner) == 27
+    assert {f["run"]["evidence"] for f in inner if f["run"]["hop"] == 2} == {"lineage"}
+    assert {f["run"]["evidence"] for f in inner if f["run"]["hop"] > 2} == {"header"}
+    assert all(any(k == "traceparent" for k, _ in f["request"]["headers"]) for f in inner)
+
+
+def test_payloads_follow_the_services():
+    ps = payloads(6)
+    assert ps[0] == {"name": "payload", "d;5Digits": [], "avg": None, "max": None, "min": None}
+    assert ps[5]["sequence"] == {"1": "b", "2": "b", "3": "a"} and len(ps[5]["digits"]) == 3
+    assert ps[4]["avg"] == sum(ps[4]["digits"]) / 2
