@@ -11,6 +11,21 @@ from proxy_addons.lineage import AnyLineage
 from proxy_addons.recorder import Recorder
 
 
+def json_flow(service: str, body: dict, t: float):
+    """A flow to ``service`` with a JSON request body, answered (its answer is set later)."""
+    import json
+
+    from mitmproxy.test import tflow
+
+    f = tflow.tflow(resp=True)
+    f.metadata["hoptrace.service"] = service
+    f.request.path = f"/{service}/"
+    f.request.headers["content-type"] = "application/json"
+    f.request.content = json.dumps(body).encode()
+    f.request.timestamp_start = t
+    return f
+
+
 def test_lineage_option_is_checked_and_switches_the_engine():
     live, rec = LiveRuns(), Recorder()
     with taddons.context(rec, live) as tctx:
@@ -92,21 +107,10 @@ def test_a_recorded_hop_that_leaves_an_ended_run_gets_its_placement_when_that_ru
     (Before, c1's correction came only when k1's run ended, which may be long after.)"""
     import json
 
-    from mitmproxy.test import tflow
-
     from proxy_addons.runs_model import run_id_of
     from tests.conftest import read_jsonl
 
     kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
-
-    def flow(service: str, body: dict, t: float):
-        f = tflow.tflow(resp=True)
-        f.metadata["hoptrace.service"] = service
-        f.request.path = f"/{service}/"
-        f.request.headers["content-type"] = "application/json"
-        f.request.content = json.dumps(body).encode()
-        f.request.timestamp_start = t
-        return f
 
     def answer(f, t: float, body: dict) -> None:
         f.response.headers["content-type"] = "application/json"
@@ -123,8 +127,8 @@ def test_a_recorded_hop_that_leaves_an_ended_run_gets_its_placement_when_that_ru
     live = LiveRuns(rec)
     with taddons.context(rec, live) as tctx:
         tctx.configure(rec, hoptrace_session=str(tmp_path / "s"))
-        k1, k2 = flow("a", kick, 1.000), flow("a", kick, 1.001)
-        c2, c1 = flow("b", {**kick, "digits": [7]}, 1.010), flow("b", {**kick, "digits": [9]}, 1.011)
+        k1, k2 = json_flow("a", kick, 1.000), json_flow("a", kick, 1.001)
+        c2, c1 = json_flow("b", {**kick, "digits": [7]}, 1.010), json_flow("b", {**kick, "digits": [9]}, 1.011)
         for f in (k1, k2, c2, c1):
             live.request(f)  # no running loop: placed at once
         answer(c2, 1.020, done(7))
@@ -143,3 +147,51 @@ def test_a_recorded_hop_that_leaves_an_ended_run_gets_its_placement_when_that_ru
     final = dict(first)
     final.update((r["flow_id"], r["run"]["id"]) for r in lines if r.get("type") == "placement")
     assert final == {k1.id: r1, c1.id: r1, k2.id: r2, c2.id: r2}
+
+
+def test_comment_updates_go_out_only_when_a_loaded_addon_takes_them():
+    """mitmdump has no addon that takes ``update`` events, and triggering one walks the whole
+    addon chain at the end of a run whose comments changed, on the kick's answer path: skipped. An addon that takes
+    them (mitmweb's view, a user's script), loaded at any time, gets every run's final comments."""
+    import json
+
+    from mitmproxy.hooks import UpdateHook
+
+    class Listener:
+        def __init__(self) -> None:
+            self.got: list = []
+
+        def update(self, flows) -> None:
+            self.got.extend(flows)
+
+    def run() -> list:
+        """Two identical kicks whose children are guessed swapped (as in the test above): the
+        children's comments change when the runs end. Returns the flows whose comment changed."""
+        kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+        k1, k2 = json_flow("a", kick, 1.000), json_flow("a", kick, 1.001)
+        c2, c1 = json_flow("b", {**kick, "digits": [7]}, 1.010), json_flow("b", {**kick, "digits": [9]}, 1.011)
+        for f in (k1, k2, c2, c1):
+            live.request(f)  # no running loop: placed at once
+        first = {f.id: f.comment for f in (k1, k2, c2, c1)}
+        for f, t, digit in ((c2, 1.020, 7), (c1, 1.021, 9), (k2, 1.030, 7), (k1, 1.040, 9)):
+            payload = {**kick, "digits": [digit], "avg": float(digit), "max": digit, "min": digit}
+            f.response.headers["content-type"] = "application/json"
+            f.response.content = json.dumps({"outcome": "max_hops", "hops": 2, "payload": payload}).encode()
+            f.response.timestamp_end = t
+            live.response(f)
+        return [f for f in (k1, k2, c2, c1) if f.comment != first[f.id]]
+
+    live = LiveRuns()
+    with taddons.context(Recorder(), live) as tctx:
+        live.running()
+        triggered = []
+        real = tctx.master.addons.trigger
+        tctx.master.addons.trigger = lambda event: (triggered.append(type(event)), real(event))
+        moved = run()
+        assert live.finished == 2 and len(moved) == 2  # c1 and c2 got their final comments
+        assert UpdateHook not in triggered
+        listener = Listener()
+        tctx.master.addons.add(listener)
+        moved = run()
+        assert live.finished == 4 and len(moved) == 2 and UpdateHook in triggered
+        assert {f.id for f in listener.got} == {f.id for f in moved}
