@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.machine import machine, write_json
+from bench.machine import machine, progress, write_json
 from bench.modes import MODES, Setup, start_all
 from proxy_addons.load import drive
 
@@ -78,10 +78,13 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
     rounds: list[dict] = []
     hops_sent = {m: 0 for m in a.modes}
     try:
+        progress(f"gateway: {', '.join(a.modes)} up; warming up ({a.warmup} runs each)")
         for m in a.modes:  # warm-up: connections, imports, JITless caches
             hops_sent[m] += measure_once(setups[m], a.warmup, 4, a.max_hops, a.time_limit)["ok"] * a.max_hops
         for c in a.concurrency:  # one concurrency's rounds, then the next: see the module doc
             for r in range(a.rounds):
+                if r:
+                    _round_done(rounds, a.modes, c, r - 1, a.rounds)
                 order = list(a.modes[r % len(a.modes):]) + list(a.modes[:r % len(a.modes)])
                 for m in order:
                     n = a.runs * c if c > 1 else a.runs
@@ -94,12 +97,19 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
                     if a.verbose:
                         print(f"round {r} c={c:<2} {m:<13} {res['hops_per_s']:8.0f} hops/s "
                               f"({res['ok']}/{res['runs']} ok) {res['failures'] or ''}", flush=True)
+            _round_done(rounds, a.modes, c, a.rounds - 1, a.rounds)
         recorded = {m: _records(s.session) for m, s in setups.items() if s.session}
     finally:
         for s in setups.values():
             s.stop()
     return {"rounds": rounds, "summary": summarize(rounds, a.modes, a.concurrency),
             "records": {m: {"flows.jsonl": n, "hops_answered": hops_sent[m]} for m, n in recorded.items()}}
+
+
+def _round_done(rounds: list[dict], modes, c: int, r: int, of: int) -> None:
+    got = {x["mode"]: x["hops_per_s"] for x in rounds if x["concurrency"] == c and x["round"] == r}
+    got = " ".join(f"{m} {got[m]:.0f}" for m in modes if m in got)
+    progress(f"gateway: concurrency {c}, round {r + 1}/{of} done (hops/s: {got})")
 
 
 def _records(session: Path) -> int:

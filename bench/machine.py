@@ -29,3 +29,13 @@ def machine() -> dict:
 def write_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+_T0 = time.monotonic()
+
+
+def progress(msg: str) -> None:
+    """One line on stderr with the minutes:seconds since the benchmark started: `make bench`
+    runs for ~15 minutes, and its tables come only at the end."""
+    took = int(time.monotonic() - _T0)
+    print(f"[{took // 60:d}:{took % 60:02d}] {msg}", file=sys.stderr, flush=True)

@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.machine import machine, write_json
-from bench.synth_dump import cached_dump
+from bench.machine import machine, progress, write_json
+from bench.synth_dump import cached_dump, dump_path
 
 
 def timed(cmd: list[str], limit: float, mem_mb: int) -> dict:
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.engine_child:
         engine(a.engine_child)
         return 0
+    if not dump_path(a.hops).exists():
+        progress(f"report: writing the synthetic dump of {a.hops:,} hops (≈ 100 s per million; cached after)")
     dump, took = cached_dump(a.hops)
     if took is not None:
         print(f"wrote {dump} in {took:.0f} s")
@@ -121,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             "reconstruct": [hoptrace, "report", "--format", "json", "--reconstruct", str(dump)],
             "engine": [sys.executable, "-m", "bench.report_speed", "--engine-child", str(dump)]}
     wanted = [a.only] if a.only else ["report", "reconstruct"]
-    results = {name: timed(cmds[name], a.time_limit, a.mem_limit) for name in wanted}
+    results = {}
+    for name in wanted:
+        progress(f"report: timing {name} ({' '.join(cmds[name][1:])})")
+        results[name] = timed(cmds[name], a.time_limit, a.mem_limit)
     result = {"dump": {"path": str(dump), "records": records, "placements": lines - records,
                        "mb": round(dump.stat().st_size / 1e6)},
               "results": results, "targets": {"seconds": 10, "peak_rss_mb": 300},

@@ -92,10 +92,14 @@ CACHE = Path("bench/.cache")
 VERSION = 2
 
 
+def dump_path(hops: int) -> Path:
+    return CACHE / f"flows-placed{VERSION}-{hops}.jsonl"  # "placed": with the gateway's run fields
+
+
 def cached_dump(hops: int) -> tuple[Path, float | None]:
     """The dump of ``hops`` hops in ``CACHE``, written first if missing: (its path, the seconds
     writing it took, or None when it was there)."""
-    dump = CACHE / f"flows-placed{VERSION}-{hops}.jsonl"  # "placed": with the gateway's run fields
+    dump = dump_path(hops)
     if dump.exists():
         return dump, None
     CACHE.mkdir(parents=True, exist_ok=True)
