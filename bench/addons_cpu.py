@@ -5,10 +5,10 @@
 hook dispatch (``request`` hooks down the nest, ``response`` hooks back up), with the bodies and
 headers the real services exchange (since the sixth stop also their W3C trace headers and the
 payload's ``sequence``: the gateway then places every hop past the second by its trace, as it
-does live; before, every hop went through the lineage path). It reports CPU µs per hop for the bare script (routing only)
-and the full gateway: their difference is what recording and live diagnosis cost the proxy's
-event loop. On a shared machine this is steadier than wall-clock figures: it counts process CPU
-time (``time.process_time``), not the time other processes take.
+does live; before, every hop went through the lineage path). It reports CPU µs per hop for the
+bare script (routing only) and the full gateway: their difference is what recording and live
+diagnosis cost the proxy's event loop. On a shared machine this is steadier than wall-clock
+figures: it counts process CPU time (``time.process_time``), not the time other processes take.
 
 It also splits that time by where it runs: inside the ``request`` hooks and the ``response``
 hooks of the inner hops and of the kick (a hop's answer waits on these), and on the loop

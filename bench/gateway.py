@@ -107,9 +107,9 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
 
 
 def _round_done(rounds: list[dict], modes, c: int, r: int, of: int) -> None:
-    got = {x["mode"]: x["hops_per_s"] for x in rounds if x["concurrency"] == c and x["round"] == r}
-    got = " ".join(f"{m} {got[m]:.0f}" for m in modes if m in got)
-    progress(f"gateway: concurrency {c}, round {r + 1}/{of} done (hops/s: {got})")
+    rate = {x["mode"]: x["hops_per_s"] for x in rounds if x["concurrency"] == c and x["round"] == r}
+    said = " ".join(f"{m} {rate[m]:.0f}" for m in modes if m in rate)
+    progress(f"gateway: concurrency {c}, round {r + 1}/{of} done (hops/s: {said})")
 
 
 def _records(session: Path) -> int:
