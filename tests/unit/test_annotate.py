@@ -151,8 +151,9 @@ def test_a_recorded_hop_that_leaves_an_ended_run_gets_its_placement_when_that_ru
 
 def test_comment_updates_go_out_only_when_a_loaded_addon_takes_them():
     """mitmdump has no addon that takes ``update`` events, and triggering one walks the whole
-    addon chain at the end of a run whose comments changed, on the kick's answer path: skipped. An addon that takes
-    them (mitmweb's view, a user's script), loaded at any time, gets every run's final comments."""
+    addon chain at the end of a run whose comments changed, on the kick's answer path: skipped.
+    An addon that takes them (mitmweb's view, a user's script), loaded at any time, gets every
+    run's final comments."""
     import json
 
     from mitmproxy.hooks import UpdateHook
