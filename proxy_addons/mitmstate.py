@@ -19,7 +19,7 @@ MAX_CONNS = 4096  # cached connection encodings (oldest dropped first)
 
 
 def _snapshot(conn: connection.Connection) -> tuple:
-    return tuple(tuple(v) if type(v) is list else v for v in conn.__dict__.values())
+    return tuple([tuple(v) if type(v) is list else v for v in conn.__dict__.values()])
 
 
 class MitmEncoder:

@@ -17,7 +17,7 @@ from mitmproxy import ctx, exceptions, http, io
 from mitmproxy.addons.savehar import SaveHar
 
 from proxy_addons.bodies import DEFAULT_MAX_BODY
-from proxy_addons import flowmeta
+from proxy_addons import flowmeta, tnet
 from proxy_addons.mitmstate import MitmEncoder
 from proxy_addons.record_parts import headers_list, make_utf8_safe, message_body
 from proxy_addons.session import new_session_dir, open_session_dir, write_json
@@ -189,7 +189,8 @@ class Recorder:
             "mode": list(ctx.options.mode),
         })
         self._open_sink()
-        log.info("hoptrace: recording into %s", self.session)
+        log.info("hoptrace: recording into %s (flows.mitm encoder: %s)", self.session,
+                 "C" if tnet.ACCELERATED else "Python, the C one was not built")
 
     def _open_sink(self) -> None:
         mitm = MitmEncoder()  # on_disk inside: a deferred flow is redacted when written, off the answer's path

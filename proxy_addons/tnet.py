@@ -1,5 +1,9 @@
 """A faster tnetstring encoder for flows.mitm, byte-identical to ``mitmproxy.io.tnetstring.dumps``.
 
+``dumps`` is the C encoder (``_tnetc.c``, ≈ 10× faster: see docs/performance.md) when ``pip
+install`` could compile it, else ``py_dumps`` below; ``ACCELERATED`` says which. Both send what
+they do not handle plainly to mitmproxy's own encoder.
+
 mitmproxy's encoder pushes every fragment onto a deque, one call per value (~200 calls and
 ~700 deque pushes per flow); encoding a flow was the largest single cost of recording. This one
 builds each container with one ``b"".join`` and exact-type dispatch, and remembers the encoding of
@@ -31,7 +35,7 @@ def _remember(value, data: bytes) -> bytes:
     return data
 
 
-def dumps(value) -> bytes:
+def py_dumps(value) -> bytes:
     t = type(value)
     if t is str:
         hit = _memo.get(value)
@@ -64,21 +68,21 @@ def _rest(value, t) -> bytes:
         parts = []
         memo = _memo
         for k, v in reversed(value.items()):
-            parts.append(memo.get(k) or dumps(k))
+            parts.append(memo.get(k) or py_dumps(k))
             tv = type(v)  # the common values inline: no call for a remembered one or None
             if tv is str or tv is bytes:
-                parts.append(memo.get(v) or dumps(v))
+                parts.append(memo.get(v) or py_dumps(v))
             elif v is None:
                 parts.append(b"0:~")
             elif tv is float:
                 f = repr(v).encode()
                 parts.append(b"%d:%s^" % (len(f), f))
             else:
-                parts.append(dumps(v))
+                parts.append(py_dumps(v))
         data = b"".join(parts)
         return b"%d:%s}" % (len(data), data)
     if t is list or t is tuple:
-        data = b"".join([dumps(v) for v in value])
+        data = b"".join([py_dumps(v) for v in value])
         return b"%d:%s]" % (len(data), data)
     if t is Encoded:
         return value
@@ -93,3 +97,15 @@ def _rest(value, t) -> bytes:
         data = repr(value).encode()
         return b"%d:%s^" % (len(data), data)
     return tnetstring.dumps(value)
+
+
+try:
+    from proxy_addons import _tnetc
+except ImportError:  # not compiled (no C compiler where it was installed)
+    _tnetc = None
+if _tnetc is not None:
+    _tnetc.setup(tnetstring.dumps, Encoded)
+    dumps = _tnetc.dumps
+else:
+    dumps = py_dumps
+ACCELERATED = _tnetc is not None

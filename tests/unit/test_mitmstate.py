@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import io
+import os
+import sys
 
-from hypothesis import given, settings, strategies as st
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy import connection
 from mitmproxy.io import FlowReader, tnetstring
 from mitmproxy.test import tflow
@@ -19,10 +24,56 @@ values = st.recursive(
     max_leaves=25)
 
 
+ENCODERS = [tnet.py_dumps] + ([tnet._tnetc.dumps] if tnet.ACCELERATED else [])
+
+
 @settings(max_examples=300, deadline=None)
 @given(values)
 def test_tnet_is_byte_identical_to_mitmproxy(v):
-    assert tnet.dumps(v) == tnetstring.dumps(v)
+    for dumps in ENCODERS:
+        assert dumps(v) == tnetstring.dumps(v)
+
+
+class Text(str):
+    pass
+
+
+class Level(enum.IntEnum):
+    HIGH = 7
+
+
+@pytest.mark.parametrize("dumps", ENCODERS, ids=lambda f: f.__module__)
+def test_unusual_values_are_byte_identical_or_refused_alike(dumps):
+    """Subclasses go to mitmproxy's encoder; big ints, floats' repr, non-ASCII and a dict of more
+    items than the C encoder keeps on its stack come out the same; what mitmproxy refuses
+    (a lone surrogate, an unknown type) is refused."""
+    odd = {"sub": Text("x"), "enum": Level.HIGH, "big": 10**40, "neg": -3, "f": [0.1, 1e300, -0.0, float("inf")],
+           "uni": "ünï €", b"k": (True, False, None), "wide": {str(i): i for i in range(100)},
+           "encoded": tnet.Encoded(b"0:~"), "nested": [[[{"a": (b"x", b"y")}]]]}
+    want = tnetstring.dumps({**odd, "encoded": None})
+    assert dumps(odd) == want
+    for bad in ("\udc80", object(), {"k": {1, 2}}):
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            tnetstring.dumps(bad)
+        with pytest.raises((ValueError, UnicodeEncodeError)):
+            dumps(bad)
+
+
+@pytest.mark.skipif(not tnet.ACCELERATED, reason="the C encoder was not built")
+def test_c_encoder_refuses_endless_nesting_without_crashing():
+    deep: list = []
+    for _ in range(sys.getrecursionlimit() * 2):
+        deep = [deep]
+    with pytest.raises(RecursionError):
+        tnet._tnetc.dumps(deep)
+
+
+def test_c_encoder_is_built_where_a_compiler_is():
+    """``pip install`` compiles it when it can; a silent fall-back would make every flow cost
+    more to record (docs/performance.md). HOPTRACE_PURE_TNET=1 accepts a machine without one."""
+    if os.environ.get("HOPTRACE_PURE_TNET") == "1":
+        pytest.skip("HOPTRACE_PURE_TNET=1: the pure-Python encoder is accepted")
+    assert tnet.ACCELERATED, "proxy_addons._tnetc was not built: install a C compiler and `make install` again"
 
 
 def flows():
