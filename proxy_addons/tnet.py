@@ -1,6 +1,6 @@
 """A faster tnetstring encoder for flows.mitm, byte-identical to ``mitmproxy.io.tnetstring.dumps``.
 
-``dumps`` is the C encoder (``_tnetc.c``, ≈ 10× faster: see docs/performance.md) when ``pip
+``dumps`` is the C encoder (``_tnetc.c``, ≈ 7× faster: see docs/performance.md) when ``pip
 install`` could compile it, else ``py_dumps`` below; ``ACCELERATED`` says which. Both send what
 they do not handle plainly to mitmproxy's own encoder.
 
