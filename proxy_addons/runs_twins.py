@@ -63,16 +63,23 @@ class Twins:
         renumber(c)
 
     def _settle(self, p: Node) -> list[Run]:
-        """``p`` answered: of its guessed child and its twins' unsettled children, keep the one
-        whose answer ``p`` passed up; a displaced child is placed again or parked."""
+        """``p`` answered: settle the guesses (``_settle_guess``); then the parked children of its
+        group that no open twin can claim any more become runs, whichever way ``p`` settled (its
+        own child confirmed included: it may have been the last twin a parked child waited for)."""
+        self._settle_guess(p)
+        return self._unclaimed(self.index.bucket_of(p))
+
+    def _settle_guess(self, p: Node) -> None:
+        """Of ``p``'s guessed child and its twins' unsettled children, keep the one whose answer
+        ``p`` passed up; a displaced child is placed again or parked."""
         idx, cur = self.index, p.child
         if cur is not None and cur.group is None:  # placed by a trace header: exact
-            return []
+            return
         link = self._links(p, cur) if cur is not None else False
         if cur is not None and (link is True or (link is None and not cur.ambiguous)):
             if cur.ambiguous:
                 self._confirm(cur, link)
-            return []
+            return
         if cur is not None and not cur.ambiguous:  # a sure guess the answer refutes
             cur.ambiguous = True
             idx.set_pending(cur, True)
@@ -84,10 +91,10 @@ class Twins:
                 if self._place(cur, {p.fid}):
                     attach(idx, p, needy)
                     self._confirm(needy, None)
-                    return self._unclaimed(idx.bucket_of(p))
+                    return
                 attach(idx, p, cur)
             self._confirm(cur, None)
-            return []
+            return
         if steal is None and cur is None:
             steal = self._stealable(p, None, weak=True)
         if cur is not None and (steal is not None or link is False):
@@ -98,7 +105,6 @@ class Twins:
             self._confirm(steal, self._links(p, steal))
         if cur is not None and cur.parent is None and not self._place(cur, {p.fid}, sink=p):
             self._park(cur)
-        return self._unclaimed(idx.bucket_of(p))
 
     def _fits_answered(self, p: Node, c: Node) -> bool:
         """``c`` could be the child of ``p``, which has answered and holds none: ``c`` answered
@@ -109,7 +115,7 @@ class Twins:
     def _unclaimed(self, group: tuple | None) -> list[Run]:
         """Parked children of ``group`` that no open twin can claim any more become runs."""
         b = self.index.get(group)
-        if b is None:
+        if b is None or not b.pending:  # nearly always: one look-up per answer
             return []
         parked = [c for c in b.pending.values() if c.parent is None]
         if not parked:

@@ -302,3 +302,37 @@ def test_a_twin_that_answers_past_its_guess_takes_the_answered_child_a_twin_held
     runs += tr.flush()
     assert sorted((r.kick.flow_id, [h.flow_id for h in r.hops], r.partial) for r in runs) == [
         ("k1", ["k1", "c1"], False), ("k2", ["k2", "c2"], False)]
+
+def test_a_parked_hop_becomes_its_own_run_when_the_last_twin_that_could_claim_it_answers():
+    """Three identical kicks; hop X (digits [5]) is guessed under k1, then under k2, and both
+    answers refute it (its true parent is not in the dump): it is parked. k3, the last twin open
+    since before X started, answers through its own child, which its answer confirms. From that
+    moment no twin can claim X: it must become a partial run of its own then, not at the end of
+    the dump (live, the gateway held its flows.mitm entry until shutdown)."""
+    kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+
+    def answer(tag, digits):
+        return {"outcome": "max_hops", "tag": tag, "payload": {**kick, "digits": digits}}
+
+    starts = [("k1", 0.0, "a", kick), ("k2", 0.001, "a", kick), ("k3", 0.0015, "a", kick),
+              ("x", 0.002, "b", {**kick, "digits": [5]}), ("c2", 0.003, "b", {**kick, "digits": [5]}),
+              ("c3", 0.0035, "b", {**kick, "digits": [7]})]
+    ends = [("x", 0.010, answer("x", [5])), ("c2", 0.011, answer("c2", [5])), ("c3", 0.012, answer("c3", [7])),
+            ("k1", 0.020, answer("c2", [5])), ("k2", 0.021, answer("nine", [9])), ("k3", 0.022, answer("c3", [7]))]
+    tr = RunTracker()
+    ex = {fid: Exchange(fid, t, svc, request=req) for fid, t, svc, req in starts}
+    for e in ex.values():
+        tr.start(e)
+    finished = {}
+    for fid, t, body in ends:
+        e = ex[fid]
+        done = tr.end(Exchange(fid, e.started, e.service, request=e.request, ended=t, status=200, response=body,
+                                response_exact=True))
+        finished[fid] = {r.kick.flow_id: r for r in done}
+    assert set(finished["k1"]) == {"k1"} and [h.flow_id for h in finished["k1"]["k1"].hops] == ["k1", "c2"]
+    assert "x" not in finished["k2"]  # k3 (open since before x) may still claim it
+    assert set(finished["k3"]) == {"k3", "x"}
+    run = finished["k3"]["x"]
+    assert run.partial and [h.flow_id for h in run.hops] == ["x"] and run.hops[0].evidence == "timing"
+    assert [h.flow_id for h in finished["k3"]["k3"].hops] == ["k3", "c3"]
+    assert tr.flush() == []
