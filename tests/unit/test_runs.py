@@ -303,6 +303,7 @@ def test_a_twin_that_answers_past_its_guess_takes_the_answered_child_a_twin_held
     assert sorted((r.kick.flow_id, [h.flow_id for h in r.hops], r.partial) for r in runs) == [
         ("k1", ["k1", "c1"], False), ("k2", ["k2", "c2"], False)]
 
+
 def test_a_parked_hop_becomes_its_own_run_when_the_last_twin_that_could_claim_it_answers():
     """Three identical kicks; hop X (digits [5]) is guessed under k1, then under k2, and both
     answers refute it (its true parent is not in the dump): it is parked. k3, the last twin open
