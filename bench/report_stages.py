@@ -1,8 +1,9 @@
 """Where the fast report's CPU goes, stage by stage, in one process (no worker, no other core).
 
 ``python -m bench.report_stages`` runs ``report_fast.scan`` over a placed synthetic dump
-(default: 100,000 hops, written once into ``bench/.cache/`` as bench/report_speed.py does) with
-the later stages stubbed out, each stage in a fresh child process, best of ``--repeat``:
+(default: 100,000 hops, written once into ``bench/.cache/`` as bench/report_speed.py does;
+``--dump``: another placed dump) with the later stages stubbed out, each stage in a fresh child
+process, best of ``--repeat``:
   read      read + decode the lines, group records into runs (runs handed out, not assembled)
   assemble  + assemble each run from its records' run fields
   diagnose  + diagnose each run
@@ -19,7 +20,9 @@ import argparse
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[1]  # the children import bench/ and proxy_addons/ from here
 STAGES = ("read", "assemble", "diagnose", "summary", "full")
 
 
@@ -31,7 +34,7 @@ def child(path: str, stage: str) -> None:
     from proxy_addons.report import service_of
 
     if stage == "read":
-        rf.FastRuns.emit = lambda self, rid, items, pos: []
+        rf.FastRuns.emit = lambda self, rid, items, pos, hold=False: []
     elif stage != "full":
         def write(self, outs, own=None):
             for run, _pos, _note in outs:
@@ -53,22 +56,24 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", "--hops", type=int, default=100_000)
     p.add_argument("--repeat", type=int, default=3, help="runs per stage; the best counts")
+    p.add_argument("--dump", type=Path, help="a placed flows.jsonl to read instead of the cached one")
     p.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.child:
         child(*a.child)
         return 0
-    dump, _ = cached_dump(a.hops)
+    dump = (a.dump if a.dump is not None else cached_dump(a.hops)[0]).resolve()
     print(f"{dump}: best of {a.repeat}, CPU seconds in one process")
     before = 0.0
     for stage in STAGES:
         runs = []
         for _ in range(a.repeat):
             out = subprocess.run([sys.executable, "-m", "bench.report_stages", "--child", str(dump), stage],
-                                 capture_output=True, text=True, check=True).stdout.split()
+                                 capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
             runs.append((float(out[0]), int(out[1])))
         best, hops = min(runs)
-        print(f"{stage:<9} {best:6.2f} s  {best / hops * 1e6:5.1f} µs/hop  (this stage {best - before:+.2f} s)")
+        print(f"{stage:<9} {best:6.2f} s  {best / hops * 1e6:5.1f} µs/hop  (this stage {best - before:+.2f} s, "
+              f"{hops} hops)")
         before = best
     return 0
 
