@@ -31,8 +31,8 @@ from collections.abc import Iterable, Iterator
 
 from proxy_addons.lineage import Lineage, PingPongLineage
 from proxy_addons.runs_index import Index, Node, attach, detach, walk
-from proxy_addons.runs_twins import Twins
 from proxy_addons.runs_model import Assignment, Exchange, Hop, Run, run_id_of
+from proxy_addons.runs_twins import Twins
 
 __all__ = ["Assignment", "Exchange", "Hop", "Run", "RunTracker", "iter_runs", "reconstruct", "run_id_of"]
 
@@ -182,6 +182,8 @@ class RunTracker(Twins):
             kick.run = run
             for n in nodes:  # a hop still open may move to a twin's run: it leaves this one then
                 n.out_run = run
+            if not any(n.open or n.ambiguous for n in nodes):
+                _release(nodes)
         return run
 
     def assignment(self, flow_id: str) -> Assignment:
@@ -206,6 +208,17 @@ class RunTracker(Twins):
         runs.extend(self._finish(k, in_flight=True) for k in kicks)
         self.__init__(self.lineage)
         return runs
+
+
+def _release(nodes: list[Node]) -> None:
+    """Cut the links between the nodes of a run nothing can join or leave any more (every hop
+    answered and settled: the engine no longer reaches them). Parent, children and kick links
+    are cycles; cut, the nodes, their exchanges and payloads are freed as soon as the ``Run`` is
+    dropped, instead of waiting in the garbage collector's older generations for a full
+    collection (the gateway keeps running: docs/performance.md, "Eighth stop")."""
+    for n in nodes:
+        n.children.clear()
+        n.parent = n.kick = n.run = n.out_run = None
 
 
 SKEW = 0.1  # s: how far the gateway's write order may stray from its end timestamps

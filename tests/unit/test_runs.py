@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 from collections import Counter
@@ -195,6 +196,39 @@ def test_live_feed_assigns_at_start_and_finishes_at_kick_end():
         if a.evidence in ("kick", "lineage"):
             assert (a.hop, a.sender, a.to) == (truth[fid].hop, truth[fid].sender, truth[fid].to)
             assert a.run_id == run_id_of(next(k for k, r in s.runs.items() if fid in {h.flow_id for h in r.hops}))
+
+
+@pytest.mark.parametrize("identical", [False, True])
+def test_a_finished_run_leaves_no_cycles_for_the_garbage_collector(identical):
+    """Once every hop of a run is answered and settled, the engine unlinks its nodes: they, their
+    exchanges and payloads are freed by reference counting when the run is dropped, not left to
+    the collector's full passes (what the gateway's GC cost was, docs/performance.md). Twins too."""
+    s = concurrent(5, n=40, spread=0.02, identical=identical)
+    events = sorted([(r["started"], 1, r) for r in s.records] + [(r["ended"], 0, r) for r in s.records],
+                    key=lambda e: (e[0], e[1]))
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what a collection finds unreachable stays in gc.garbage
+    try:
+        tracker, finished, hops = RunTracker(), 0, 0
+        for _, is_start, rec in events:
+            ex = Exchange.from_record(rec)
+            if is_start:
+                ex.ended = ex.status = ex.response = None
+                tracker.start(ex)
+            else:
+                for run in tracker.end(ex):  # each run dropped at once, as the gateway does
+                    finished += 1
+                    hops += len(run.hops)
+        gc.collect()
+        cyclic = sorted({type(o).__name__ for o in gc.garbage if type(o).__module__.startswith("proxy_addons")})
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert (finished, hops) == (len(s.runs), len(s.records))
+    assert tracker.nodes == {}
+    assert cyclic == []
 
 
 def test_iteration_and_kick_evidence():
