@@ -17,5 +17,5 @@ def test_every_stage_reads_every_hop_of_a_small_placed_dump(tmp_path, capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines()[1:]]
     assert [r[0] for r in rows] == list(report_stages.STAGES)
     for r in rows:
-        assert float(r[1]) > 0
+        assert float(r[3]) > 0  # µs a hop (the seconds of a dump this small may print as 0.00)
         assert int(re.search(r"(\d+) hops", " ".join(r)).group(1)) == hops
