@@ -227,7 +227,7 @@ class LiveRuns:
         for fid in sorted(left or ()):
             self.said_of.pop(fid, None)
             if fid in self.flows and fid in self.tracker.nodes:
-                self._left(self.flows[fid], moved)
+                self._left(self.flows[fid], moved, changed)
         if self.recorder is not None:
             self.recorder.release(flows)
             self.recorder.write_placements(moved)
@@ -240,15 +240,22 @@ class LiveRuns:
         (not cached: a script reloaded at any time may bring one)."""
         return any(a is not self and callable(getattr(a, "update", None)) for a in traverse(ctx.master.addons.chain))
 
-    def _left(self, flow: http.HTTPFlow, moved: list[dict]) -> None:
+    def _left(self, flow: http.HTTPFlow, moved: list[dict], changed: list[http.HTTPFlow]) -> None:
         """A flow recorded as in a run that ended without it: where it is now (provisional: its
-        new run is still open), so that no reader takes it for a hop of the ended run."""
-        fields = self._now(flow)
+        new run is still open), so that no reader takes it for a hop of the ended run, and no
+        addon that groups flows by run (mitmweb's retention) keeps it with the ended one."""
+        a = self.tracker.assignment(flow.id)
+        fields = run_fields(a)
+        self._say(flow.id, fields["id"])
         extra = flow.metadata.setdefault(flowmeta.RECORD, {})
         if extra.get("run") != fields:
             extra["run"] = fields
             if flow.metadata.get(flowmeta.RECORDED):
                 moved.append(placement(flow.id, fields))
+        if flow.metadata.get(flowmeta.RUN) != a.run_id:
+            flow.metadata[flowmeta.RUN] = a.run_id
+            flow.comment = assignment_comment(a)
+            changed.append(flow)
 
     def _show_comments(self) -> None:
         """In mitmweb, show the comment column (run · hop · A→B · iteration) unless the user

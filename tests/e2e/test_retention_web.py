@@ -10,6 +10,7 @@ import pytest
 
 from proxy_addons import load
 from proxy_addons.dumpio import read_records
+from tests.conftest import read_jsonl
 
 pytestmark = pytest.mark.e2e
 
@@ -24,10 +25,15 @@ def test_mitmweb_view_is_capped_by_whole_runs_and_the_dump_keeps_all(start_stack
     assert 0 < len(shown) <= 40
     recs = list(read_records(st.session))
     assert len(recs) == books.jsonl > len(shown)  # the dump keeps what the view dropped
-    per_run = Counter(r["run"]["id"] for r in recs)
-    shown_runs = Counter(next(r["run"]["id"] for r in recs if r["flow_id"] == f["id"]) for f in shown)
-    assert all(per_run[run] == n for run, n in shown_runs.items())  # whole runs only
-    newest = max(recs, key=lambda r: r["started"])["run"]["id"]
+    # each flow's final run: its record's, or a placement record's after it (identical twin runs
+    # may swap hops; docs/dump-format.md)
+    run_of = {r["flow_id"]: r["run"]["id"] for r in recs}
+    lines = read_jsonl(st.session / "flows.jsonl")
+    run_of.update((r["flow_id"], r["run"]["id"]) for r in lines if r.get("type") == "placement")
+    per_run = Counter(run_of.values())
+    shown_runs = Counter(run_of[f["id"]] for f in shown)
+    assert {run: per_run[run] for run in shown_runs} == dict(shown_runs)  # whole runs only
+    newest = run_of[max(recs, key=lambda r: r["started"])["flow_id"]]
     assert newest in shown_runs
 
 

@@ -85,6 +85,7 @@ def test_mitmdump_has_no_view_and_nothing_is_held():
             ret.request(f)
             ret.response(f)
         assert ret.runs == {} and ret.tracked == 0
+        assert not hasattr(ret, "update")  # else LiveRuns would send update events for nothing
 
 
 def test_zero_keeps_all_and_negative_is_refused():
@@ -96,3 +97,43 @@ def test_zero_keeps_all_and_negative_is_refused():
         assert len(view) == 30 and ret.dropped == 0
         with pytest.raises(exceptions.OptionsError, match="hoptrace_view_max must be >= 0"):
             tctx.configure(ret, hoptrace_view_max=-1)
+
+
+def test_a_twins_hop_moves_to_the_run_it_ends_in_so_runs_are_dropped_whole():
+    """Two identical kicks; k2's child c2 arrives first and is guessed under k1's run, k1's child
+    c1 under k2's. When k2's run ends (with c2, without c1) the live diagnosis corrects both and
+    sends ``update``: the view then holds k2's run as {k2, c2}, and dropping it (limit 3) leaves
+    k1's live run whole. Grouped by the guess, it would drop {k2, c1} and cut c1 out of k1's run."""
+    import json
+
+    from proxy_addons.annotate import LiveRuns
+    from proxy_addons.runs_model import run_id_of
+    from tests.unit.test_annotate import json_flow
+
+    kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
+    view, live, ret = View(), LiveRuns(), Retention()
+    with taddons.context(view, live, ret) as tctx:
+        tctx.configure(ret, hoptrace_view_max=3)
+        live.running()
+        ret.running()
+        k1, k2 = json_flow("a", kick, 1.000), json_flow("a", kick, 1.001)
+        c2, c1 = json_flow("b", {**kick, "digits": [7]}, 1.010), json_flow("b", {**kick, "digits": [9]}, 1.011)
+        for f in (k1, k2, c2, c1):
+            live.request(f)  # no running loop: placed at once
+            ret.request(f)
+            view.add([f])
+        r1, r2 = run_id_of(k1.id), run_id_of(k2.id)
+        assert {k: {f.id for f in e.flows} for k, e in ret.runs.items()} == {r1: {k1.id, c2.id}, r2: {k2.id, c1.id}}
+        for f, t, digit in ((c2, 1.020, 7), (c1, 1.021, 9), (k2, 1.030, 7), (k1, 1.040, 9)):
+            payload = {**kick, "digits": [digit], "avg": float(digit), "max": digit, "min": digit}
+            f.response.headers["content-type"] = "application/json"
+            f.response.content = json.dumps({"outcome": "max_hops", "hops": 2, "payload": payload}).encode()
+            f.response.timestamp_end = t
+            f.live = False
+            live.response(f)  # the gateway's order: LiveRuns, then Retention
+            ret.response(f)
+            if f is k2:  # k2's run {k2, c2} ended and was dropped; k1's {k1, c1} is still open
+                assert {f.id for f in view} == {k1.id, c1.id} and ret.dropped == 2
+                assert ret.runs[r1].live == 1 and c1.metadata[RUN_KEY] == r1
+        assert {k: {f.id for f in e.flows} for k, e in ret.runs.items()} == {r1: {k1.id, c1.id}}
+        assert ret.tracked == len(view) == 2
