@@ -138,3 +138,32 @@ def test_runs_held_for_late_hops_are_written_once_by_split_readers(tmp_path, dum
     if late_max > 1:
         assert keyed(split) == keyed(single) and "notes" not in single["read"]
         assert_same_as_engine(single, json.loads(render(build(p), "json")))
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_the_first_range_written_into_a_pipe_or_a_file_or_memory_gives_the_same_bytes(tmp_path, dump, workers):
+    """With a file descriptor behind the output, the first range's reader writes into it itself
+    (no temporary copy of it); the rest follow it, in order, through the same descriptor. A pipe
+    (``hoptrace report | jq``), a file and an in-memory buffer get the same bytes."""
+    import io
+    import subprocess
+    import sys
+
+    p = tmp_path / "flows.jsonl"
+    write(p, [json.dumps(r) for r in dump])
+    with open(tmp_path / "file.json", "wb") as f:
+        stream_placed(p, f, workers=workers, min_bytes=0)
+    in_file = (tmp_path / "file.json").read_bytes()
+    memory = io.BytesIO()
+    stream_placed(p, memory, workers=workers, min_bytes=0)
+    copy = "import shutil, sys; shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)"
+    with open(tmp_path / "piped.json", "wb") as sink:
+        reader = subprocess.Popen([sys.executable, "-c", copy], stdin=subprocess.PIPE, stdout=sink)
+        try:
+            with reader.stdin as piped:
+                stream_placed(p, piped, workers=workers, min_bytes=0)
+            assert reader.wait(timeout=30) == 0
+        finally:
+            reader.kill()
+    assert (tmp_path / "piped.json").read_bytes() == in_file == memory.getvalue()
+    assert len(json.loads(in_file)["runs"]) > 20
