@@ -9,9 +9,10 @@ the limit, so the work is done in batches, not on every flow.
 Runs are grouped by ``run_of(flow)``: the run id the live diagnosis put in
 ``flow.metadata[flowmeta.RUN]``, or the flow alone when there is none. That id is a guess on
 arrival: identical twin runs may swap hops, and the live diagnosis corrects the id when a run ends
-and tells every addon through mitmproxy's ``update`` event; a flow then moves to the run it was
-counted under. A run is broken when ``is_broken(flow)`` holds for one of its flows (marked by the
-diagnosis, an error, or a 4xx/5xx). mitmdump has no view: there this addon does nothing.
+and tells every addon through mitmproxy's ``update`` event; the flow then moves from the run it
+was counted under to its corrected one. A run is broken when ``is_broken(flow)`` holds for one of
+its flows (marked by the diagnosis, an error, or a 4xx/5xx). mitmdump has no view: there this
+addon does nothing.
 """
 
 from __future__ import annotations
@@ -81,8 +82,11 @@ class Retention:
             src = self.runs.get(old) if old is not None else None
             if src is None or old == new:
                 continue  # not counted, or dropped already
+            try:
+                src.flows.remove(flow)
+            except ValueError:  # dropped with its run, which has been counted anew since
+                continue
             ended = bool(flow.metadata.get(ENDED))
-            src.flows.remove(flow)
             if not src.flows:
                 del self.runs[old]
             else:

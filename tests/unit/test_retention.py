@@ -137,3 +137,23 @@ def test_a_twins_hop_moves_to_the_run_it_ends_in_so_runs_are_dropped_whole():
                 assert ret.runs[r1].live == 1 and c1.metadata[RUN_KEY] == r1
         assert {k: {f.id for f in e.flows} for k, e in ret.runs.items()} == {r1: {k1.id, c1.id}}
         assert ret.tracked == len(view) == 2
+
+
+def test_a_corrected_flow_already_dropped_with_its_run_is_left_alone():
+    """A flow whose run was dropped from the view, and whose run id is corrected afterwards
+    (while a newer flow is counted under the old id), changes nothing: no error, no count."""
+    view, ret = View(), Retention()
+    with taddons.context(view, ret) as tctx:
+        tctx.configure(ret, hoptrace_view_max=4)
+        ret.running()
+        old = run_flows("x", 2)
+        play(ret, view, old)
+        for n in range(3):
+            play(ret, view, run_flows(f"clean{n}", 2))
+        assert "x" not in runs_in(view) and old[0] not in list(view)
+        again = run_flows("x", 1)
+        play(ret, view, again, end=False)  # the same id counted anew
+        old[0].metadata[RUN_KEY] = "y"
+        ret.update([old[0], again[0]])
+        assert [f.id for f in ret.runs["x"].flows] == [again[0].id] and ret.runs["x"].live == 1
+        assert "y" not in ret.runs and ret.tracked == len(view)
