@@ -118,14 +118,14 @@ class LiveRuns:
     def _place_now(self, flow: http.HTTPFlow) -> None:
         """The record about to be written says where the engine has the hop now, not where it
         was put when it arrived (a twin's answer may have moved it since)."""
-        flow.metadata[flowmeta.RECORD]["run"] = self._now(flow)
+        flow.metadata[flowmeta.RECORD]["run"] = run_fields(self._now(flow))
 
-    def _now(self, flow: http.HTTPFlow) -> dict:
-        """The flow's ``run`` fields as the engine has them now, remembered as what its record
-        (or placement record) will say."""
-        fields = run_fields(self.tracker.assignment(flow.id))
-        self._say(flow.id, fields["id"])
-        return fields
+    def _now(self, flow: http.HTTPFlow) -> Assignment:
+        """Where the engine has the flow now, remembered as what its record (or placement
+        record) will say."""
+        a = self.tracker.assignment(flow.id)
+        self._say(flow.id, a.run_id)
+        return a
 
     def _say(self, fid: str, rid: str) -> None:
         old = self.said_of.get(fid)
@@ -244,9 +244,8 @@ class LiveRuns:
         """A flow recorded as in a run that ended without it: where it is now (provisional: its
         new run is still open), so that no reader takes it for a hop of the ended run, and no
         addon that groups flows by run (mitmweb's retention) keeps it with the ended one."""
-        a = self.tracker.assignment(flow.id)
+        a = self._now(flow)
         fields = run_fields(a)
-        self._say(flow.id, fields["id"])
         extra = flow.metadata.setdefault(flowmeta.RECORD, {})
         if extra.get("run") != fields:
             extra["run"] = fields
