@@ -167,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "n", 1) < 1 or getattr(args, "concurrency", 1) < 1:
         console.print("[red]-n and --concurrency must be >= 1[/]")
         return 2
-    return args.func(args) or 0
+    try:
+        return args.func(args) or 0
+    except BrokenPipeError:  # the reader went away (`hoptrace report --format json … | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit's flush
+        return 128 + signal.SIGPIPE  # what a shell reports for a command a closed pipe stopped
 
 
 if __name__ == "__main__":

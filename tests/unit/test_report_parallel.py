@@ -167,3 +167,23 @@ def test_the_first_range_written_into_a_pipe_or_a_file_or_memory_gives_the_same_
             reader.kill()
     assert (tmp_path / "piped.json").read_bytes() == in_file == memory.getvalue()
     assert len(json.loads(in_file)["runs"]) > 20
+
+
+def test_a_reader_that_closes_the_pipe_early_stops_the_report_quietly(tmp_path, dump):
+    """``hoptrace report --format json … | head``: the report stops with the shell's status for a
+    closed pipe (141) and says nothing, no traceback."""
+    import subprocess
+    import sys
+
+    p = tmp_path / "flows.jsonl"
+    write(p, [json.dumps(r) for r in dump] * 3)  # more than a pipe holds (64 KB)
+    proc = subprocess.Popen([sys.executable, "-m", "proxy_addons.cli", "report", str(p), "--format", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.read(12) == b'{"runs": [\n{'
+        proc.stdout.close()
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141, err
+        assert err == ""
+    finally:
+        proc.kill()
