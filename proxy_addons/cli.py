@@ -79,8 +79,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if not args.no_web:
         console.print(f"mitmweb   http://127.0.0.1:{args.web_port}/?token={password}  (password: {password})")
     console.print(f"dumps     {session}/  (service and gateway logs in {log_dir}/)")
-    console.print("kick      curl 'http://localhost:%d/a/' --header 'Content-Type: application/json' "
-                  "--data '%s'" % (args.port, SEED_KICK), soft_wrap=True, highlight=False)
+    console.print(f"kick      curl 'http://localhost:{args.port}/a/' --header 'Content-Type: application/json' "
+                  f"--data '{SEED_KICK}'", soft_wrap=True, highlight=False)
     console.print("          or: hoptrace kick -n 20      Ctrl-C stops everything")
     stopping = False
 
