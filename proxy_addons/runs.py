@@ -82,10 +82,10 @@ class RunTracker(Twins):
     @staticmethod
     def _header_keys(ex: Exchange) -> list[tuple[str, str]]:
         keys = []
-        if ex.trace_id:
-            keys.append(("traceparent", ex.trace_id))
-        if ex.request_id:
-            keys.append(("x-request-id", ex.request_id))
+        if tid := ex.trace_id:  # each a header look-up (and a regex): once
+            keys.append(("traceparent", tid))
+        if rid := ex.request_id:
+            keys.append(("x-request-id", rid))
         return keys
 
     def _may_send(self, sender: str | None, target: str | None) -> bool:
