@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from proxy_addons.dumpio import _loads
 from proxy_addons.runs_model import Exchange
 
 UNSET = msgspec.UNSET
@@ -29,8 +30,18 @@ class Request(msgspec.Struct, gc=False):
     body: Body | None = None
 
 
+class ResponseBody(msgspec.Struct, gc=False):
+    """A response body: its value kept as JSON bytes. A diagnosis reads the responses of a few
+    hops of a run only (``response_value``); the report writes the others as they are."""
+
+    kind: Any = None
+    value: msgspec.Raw = msgspec.Raw(b"null")
+    truncated: Any = None
+    note: Any = UNSET
+
+
 class Response(msgspec.Struct, gc=False):
-    body: Body | None = None
+    body: ResponseBody | None = None
 
 
 class Record(msgspec.Struct, gc=False):
@@ -64,6 +75,7 @@ decode_record = msgspec.json.Decoder(Record).decode
 decode_placement = msgspec.json.Decoder(Placement).decode
 BAD = (msgspec.DecodeError, msgspec.ValidationError)
 _headers = msgspec.json.Decoder(list[tuple[str, str]] | None).decode
+_value = msgspec.json.Decoder().decode
 
 
 _VALUED = ("json", "text")  # runs_model._body_value: the kinds whose value is the body
@@ -85,7 +97,8 @@ def headers_of(raw: msgspec.Raw | bytes | None) -> tuple[tuple[str, str], ...]:
 
 def exchange(r: Record) -> Exchange:
     """The record's exchange, without request headers (``Record.request.headers`` holds them
-    as JSON until ``headers_of`` reads them)."""
+    as JSON until ``headers_of`` reads them) and with its response body's value as JSON bytes
+    (``msgspec.Raw``) until ``response_value`` reads it."""
     req = r.request
     resp = r.response
     body = resp.body if resp is not None else None
@@ -104,6 +117,18 @@ def exchange(r: Record) -> Exchange:
         r.client, ended, r.status if ended is not None else None, value, exact, r.error, r.origin,
         inj if isinstance(inj, dict) else ({} if inj else None),
     )
+
+
+def response_value(ex: Exchange) -> Exchange:
+    """Read the exchange's response body value now, if ``exchange`` left it as JSON bytes: the
+    value ``Exchange.from_record`` gives (msgspec; what it refuses, as ``dumpio`` reads it)."""
+    raw = ex.response
+    if type(raw) is msgspec.Raw:
+        try:
+            ex.response = _value(raw)
+        except BAD:
+            ex.response = _loads(bytes(raw))
+    return ex
 
 
 def raw_headers(r: Record) -> msgspec.Raw | None:

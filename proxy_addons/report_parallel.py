@@ -142,8 +142,10 @@ def stream_placed(path: str | Path, out, lineage: Lineage | None = None, workers
                 total += part.runs
     rest = Part(0, -1, runs=total)
     claimed = {fid for pt in parts for fid in pt.claimed}
-    Writer(out, rest, lin).write(join([it for pt in parts for it in pt.left if it.flow_id not in claimed],
-                                      [o for pt in parts for o in pt.orphans], lin))
+    writer = Writer(out, rest, lin)
+    writer.write(join([it for pt in parts for it in pt.left if it.flow_id not in claimed],
+                      [o for pt in parts for o in pt.orphans], lin))
+    writer.flush()
     summary, read = Summary(), ReadReport(source=str(p))
     lines = 0
     for part in parts:

@@ -55,7 +55,8 @@ class RunJson(msgspec.Struct, rename={"brk": "break"}):
     brk: Any
 
 
-_encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
+_encode, _encode_into = _encoder.encode, _encoder.encode_into
 
 
 def run_struct(d: Diagnosis) -> RunJson:
@@ -81,6 +82,18 @@ def run_bytes(d: Diagnosis) -> bytes:
         return _encode(struct)
     except UnicodeEncodeError:
         return json.dumps(msgspec.to_builtins(struct), separators=(",", ":")).encode()
+
+
+def run_bytes_into(d: Diagnosis, buf: bytearray) -> None:
+    """``run_bytes`` appended to ``buf``, without a bytes object per run: a report of a million
+    runs writes them this way (no allocation, no copy into the writer's buffer)."""
+    struct = run_struct(d)
+    n = len(buf)
+    try:
+        _encode_into(struct, buf, -1)
+    except UnicodeEncodeError:
+        del buf[n:]
+        buf += json.dumps(msgspec.to_builtins(struct), separators=(",", ":")).encode()
 
 
 def run_json(d: Diagnosis) -> dict:

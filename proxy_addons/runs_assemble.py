@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from proxy_addons.lineage import Lineage
-from proxy_addons.records_typed import headers_of
+from proxy_addons.records_typed import headers_of, response_value
 from proxy_addons.runs_model import REPLAY_HEADER, Exchange, Hop, Run, run_id_of
 from proxy_addons.runs_replay import Replay
 
@@ -167,5 +167,5 @@ def rebuild(items: Iterable[Item], lineage: Lineage) -> list[Run]:
     replay = Replay(lineage)
     runs: list[Run] = []
     for it in sorted(items, key=lambda i: i.pos):
-        runs.extend(replay.feed(it.read_headers()))
+        runs.extend(replay.feed(response_value(it.read_headers())))
     return runs + replay.close()

@@ -28,7 +28,7 @@ import heapq
 import math
 
 from proxy_addons.lineage import Lineage, PingPongLineage
-from proxy_addons.records_typed import Record, exchange, headers_of, raw_headers
+from proxy_addons.records_typed import Record, exchange, headers_of, raw_headers, response_value
 from proxy_addons.runs import SKEW
 from proxy_addons.runs_assemble import (
     Inconsistent,
@@ -89,7 +89,7 @@ class FastRuns:
             if raw is not None:
                 ex.headers = headers_of(raw)
             self.engine_pos[fid] = pos
-            out = self._from_engine(self.engine.feed(ex))
+            out = self._from_engine(self.engine.feed(response_value(ex)))  # the engine reads answers
             self.engine_fed += 1
             if self.engine_fed % ENGINE_GC_EVERY == 0:
                 gc.collect()  # the engine's nodes hold cycles; a fast reader runs with gc off
@@ -239,7 +239,7 @@ class FastRuns:
         ``hold``: then they are held back (None) and tried again at the end, with the placement
         records read since (a twin's run that ends later moves hops out of this one)."""
         try:
-            return [(assemble(rid, items, self.lineage), pos, None)]
+            run = assemble(rid, items, self.lineage)
         except Inconsistent as exc:
             if hold:
                 self._hold(items)
@@ -247,6 +247,8 @@ class FastRuns:
             note = (f"run {rid}: the run fields of its {len(items)} record(s) do not hold together "
                     f"({exc}); rebuilt by the engine")
             return [(r, pos, note if i == 0 else None) for i, r in enumerate(rebuild(items, self.lineage))]
+        _read_responses(run)
+        return [(run, pos, None)]
 
     def _from_engine(self, runs: list[Run]) -> list[Out]:
         out: list[Out] = []
@@ -270,6 +272,23 @@ class FastRuns:
         self.groups, self.items, self.early, self.due, self.doubtful = {}, {}, [], [], {}
         self.late = {}
         return left, self._from_engine(self.engine.close())
+
+
+def _read_responses(run: Run) -> None:
+    """Read the response bodies a diagnosis may look at (``diagnosis.py``: the kick's answer, a
+    hop that forwarded nothing, a failed or refused hop); the others stay JSON bytes, written
+    into the report as they are (a third of the responses of a typical dump)."""
+    hops = run.hops
+    if len(hops) == 1:
+        response_value(hops[0].exchange)
+        return
+    parents = {h.parent for h in hops}
+    for h in hops:
+        ex = h.exchange
+        status = ex.status
+        if h.parent is None or h.flow_id not in parents or status is None or status >= 400 or (
+                ex.error is not None):
+            response_value(ex)
 
 
 def join(items: list[Item], orphans: list[tuple[int, str, dict]], lineage: Lineage) -> list[Out]:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import copy
 import json
 
+import msgspec
 import pytest
 
-from proxy_addons import runs_assemble
+from proxy_addons import report_fast, runs_assemble
 from proxy_addons.lineage import PingPongLineage
 from proxy_addons.records_typed import decode_record, exchange, raw_headers
 from proxy_addons.runs_assemble import Inconsistent, assemble
 from proxy_addons.runs_fast import FastRuns
 from proxy_addons.runs_model import Exchange
 from tests.unit.synth_placement import with_placements
-from tests.unit.test_runs_fast import dumps
+from tests.unit.test_runs_fast import assert_same_as_engine, dumps, engine_json, fast_json, write
 
 
 def _lines(records: list[dict]) -> list[bytes]:
@@ -252,3 +253,40 @@ def test_more_timed_out_runs_than_are_held_go_out_as_they_stand(monkeypatch):
     listed = [fid for _, hops in got for fid, *_ in hops]
     assert sorted(listed) == sorted({r["flow_id"] for r in dump if r["type"] == "flow"})
     assert notes and all("rebuilt by the engine" in n for n in notes)
+
+
+class _Unread(dict):
+    """A response body the fast reader left as JSON bytes: any look inside fails the test."""
+
+    def _fail(self, *args, **kwargs):
+        raise AssertionError("the diagnosis read a response body the fast reader did not read")
+
+    get = __getitem__ = __contains__ = __iter__ = __len__ = keys = items = values = __eq__ = _fail
+    __hash__ = None
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_the_diagnosis_reads_no_response_the_fast_reader_left_unread(tmp_path, monkeypatch, seed):
+    """``runs_fast`` reads only the responses a diagnosis may look at (the kick's, a hop that
+    forwarded nothing, a failed or refused one) and writes the others as their JSON bytes: each
+    one left unread is swapped for an object that fails on any look inside while the run is
+    diagnosed, over every kind of run of the synthetic dumps; the report is the engine's."""
+    real, left = report_fast.diagnose, []
+
+    def diagnose(run, lineage):
+        raws = [(h.exchange, h.exchange.response) for h in run.hops if type(h.exchange.response) is msgspec.Raw]
+        for ex, _ in raws:
+            ex.response = _Unread()
+        d = real(run, lineage)
+        assert not [v for v in (d.brk or {}).values() if isinstance(v, _Unread)], d.brk  # nor shows it
+        for ex, raw in raws:
+            ex.response = raw
+        left.append(len(raws))
+        return d
+
+    monkeypatch.setattr(report_fast, "diagnose", diagnose)
+    for name, records in dumps(seed).items():
+        p = tmp_path / f"{name}.jsonl"
+        write(p, with_placements(records))
+        assert_same_as_engine(fast_json(p, workers=1), engine_json(p))
+    assert sum(left) > 100 and sum(n == 0 for n in left) > 100  # both kinds of run were diagnosed
