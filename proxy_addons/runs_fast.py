@@ -185,7 +185,7 @@ class FastRuns:
                 self.early.extend(self._forget(rid))  # it may have records before us
                 continue
             group = self._forget(rid)
-            if any(it.exchange.status == TIMED_OUT for it in group):
+            if TIMED_OUT in [it.exchange.status for it in group]:
                 out += self._hold_late(rid, group, pos)
                 continue
             runs = self.emit(rid, group, pos, hold=True)
@@ -277,16 +277,16 @@ class FastRuns:
 def _read_responses(run: Run) -> None:
     """Read the response bodies a diagnosis may look at (``diagnosis.py``: the kick's answer, a
     hop that forwarded nothing, a failed or refused hop); the others stay JSON bytes, written
-    into the report as they are (a third of the responses of a typical dump)."""
+    into the report as they are. (Hops are in depth-first order: a hop that forwarded is
+    followed by its first child.)"""
     hops = run.hops
-    if len(hops) == 1:
-        response_value(hops[0].exchange)
-        return
-    parents = {h.parent for h in hops}
-    for h in hops:
+    response_value(hops[0].exchange)
+    last = len(hops) - 1
+    for i in range(1, last + 1):
+        h = hops[i]
         ex = h.exchange
         status = ex.status
-        if h.parent is None or h.flow_id not in parents or status is None or status >= 400 or (
+        if i == last or hops[i + 1].parent != h.flow_id or status is None or status >= 400 or (
                 ex.error is not None):
             response_value(ex)
 

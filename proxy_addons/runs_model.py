@@ -17,7 +17,8 @@ ENGINE_HEADERS = frozenset({"traceparent", "x-request-id", REPLAY_HEADER})
 def run_id_of(flow_id: str) -> str:
     """A run is named after its kick: the first 8 hex chars of the kick's flow id, so the live
     gateway and an offline report name the same run the same way."""
-    return flow_id.replace("-", "")[:8]
+    head = flow_id[:8]
+    return head if "-" not in head else flow_id.replace("-", "")[:8]  # a uuid: its first 8
 
 
 def _body_value(body: Any) -> tuple[Any, bool]:

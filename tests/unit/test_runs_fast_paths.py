@@ -12,12 +12,12 @@ import json
 import msgspec
 import pytest
 
-from proxy_addons import report_fast, runs_assemble
+from proxy_addons import report_fast, runs_assemble, runs_fast
 from proxy_addons.lineage import PingPongLineage
 from proxy_addons.records_typed import decode_record, exchange, raw_headers
 from proxy_addons.runs_assemble import Inconsistent, assemble
 from proxy_addons.runs_fast import FastRuns
-from proxy_addons.runs_model import Exchange
+from proxy_addons.runs_model import Exchange, Hop, Run
 from tests.unit.synth_placement import with_placements
 from tests.unit.test_runs_fast import assert_same_as_engine, dumps, engine_json, fast_json, write
 
@@ -290,3 +290,20 @@ def test_the_diagnosis_reads_no_response_the_fast_reader_left_unread(tmp_path, m
         write(p, with_placements(records))
         assert_same_as_engine(fast_json(p, workers=1), engine_json(p))
     assert sum(left) > 100 and sum(n == 0 for n in left) > 100  # both kinds of run were diagnosed
+
+
+def test_responses_read_in_a_tree_run():
+    """Depth-first: the kick, a leaf inside the tree (followed by its sibling, not by a child),
+    the last hop and a refused hop are read; a hop that forwarded and was answered 200 is not."""
+    def hop(n, fid, parent, status=200):
+        ex = Exchange(fid, float(n), "a", "POST", "/a/", {"digits": [n]}, (), None, n + 1.0, status,
+                      msgspec.Raw(b'{"outcome":"max_hops","n":%d}' % n))
+        return Hop(n, fid, "a", "a", parent, "lineage", 1, ex)
+
+    # kick → x → (leaf, y → (refused → z)); depth-first: kick, x, leaf, y, refused, z
+    hops = [hop(1, "kick", None), hop(2, "x", "kick"), hop(3, "leaf", "x"), hop(3, "y", "x"),
+            hop(4, "refused", "y", 400), hop(5, "z", "refused")]
+    runs_fast._read_responses(Run("kick", hops))
+    read = [h.flow_id for h in hops if type(h.exchange.response) is not msgspec.Raw]
+    assert read == ["kick", "leaf", "refused", "z"]
+    assert hops[2].exchange.response == {"outcome": "max_hops", "n": 3}
