@@ -62,25 +62,56 @@ def group_rss(pgid: int) -> tuple[int, int]:
     """(bytes resident now in all the processes of the group ``pgid``, a report and its workers;
     the largest peak of one of them so far). The peak is each process's own high-water mark
     (``VmHWM``, since its exec), not ``wait4``'s ``ru_maxrss``: Linux carries that one over from the
-    pre-exec copy of the parent, so a large benchmark process would show as the report's peak."""
+    pre-exec copy of the parent, so a large benchmark process would show as the report's peak.
+    The group leader's process tree is read where Linux lists children (≈ 0.1 ms a sample, against
+    ≈ 1 ms for a scan of every process, which would take CPU from the report it measures)."""
     total = peak = 0
     page = os.sysconf("SC_PAGE_SIZE")
+    for pid in _tree(pgid) or _group(pgid):
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+            with open(f"/proc/{pid}/status", "rb") as f:
+                hwm = next(line for line in f if line.startswith(b"VmHWM:"))
+            peak = max(peak, int(hwm.split()[1]) << 10)  # kB
+        except (OSError, IndexError, ValueError, StopIteration):
+            continue
+    return total, peak
+
+
+def _tree(root: int) -> list[int] | None:
+    """``root`` and its descendants (``/proc/PID/task/TID/children``); None where Linux does
+    not list children, or ``root`` is gone."""
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+            for task in tasks:
+                with open(f"/proc/{pid}/task/{task}/children", "rb") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except FileNotFoundError:
+            if pid == root:
+                return None
+            continue  # ended meanwhile
+        pids.append(pid)
+    return pids
+
+
+def _group(pgid: int) -> list[int]:
+    """Every process of the group ``pgid``: a scan of /proc."""
+    pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[2]) != pgid:  # after the name: state, ppid, pgrp
-                continue
-            with open(f"/proc/{entry}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * page
-            with open(f"/proc/{entry}/status", "rb") as f:
-                hwm = next(line for line in f if line.startswith(b"VmHWM:"))
-            peak = max(peak, int(hwm.split()[1]) << 10)  # kB
-        except (OSError, IndexError, ValueError, StopIteration):
+        except OSError:
             continue
-    return total, peak
+        if int(fields[2]) == pgid:  # after the name: state, ppid, pgrp
+            pids.append(int(entry))
+    return pids
 
 
 def engine(path: str) -> None:
