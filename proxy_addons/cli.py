@@ -14,7 +14,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from proxy_addons import stack
 from proxy_addons.kick import SEED_KICK, kick_many, summary_line, validate_body
 from proxy_addons.session import new_session_dir
 
@@ -42,6 +41,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     """The recording gateway alone, in front of services you cannot change."""
     from mitmproxy.tools.main import mitmdump, mitmweb
 
+    from proxy_addons import stack
+
     warn_if_public(args.host)
     routes = dict(args.route)
     web_password = args.web_password or os.environ.get("HOPTRACE_WEB_PASSWORD") or secrets.token_urlsafe(12)
@@ -57,6 +58,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """A, B and the gateway (mitmweb unless --no-web) on loopback, until Ctrl-C."""
+    from proxy_addons import stack  # httpx, subprocesses: not what `report` needs
+
     warn_if_public(args.host)
     session = new_session_dir(args.dumps)
     password = os.environ.get("HOPTRACE_WEB_PASSWORD") or secrets.token_urlsafe(12)

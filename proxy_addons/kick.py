@@ -7,9 +7,12 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:  # httpx is imported where a kick is sent: other commands start without it
+    import httpx
 
 # The seed's kick body, byte for byte (its stray "d;5Digits" field included).
 SEED_KICK = '{"name": "payload", "d;5Digits": [], "avg": null, "max": null, "min": null}'
@@ -37,6 +40,8 @@ class KickResult:
 
 
 async def kick_once(client: httpx.AsyncClient, url: str, body: str) -> KickResult:
+    import httpx
+
     t0 = time.perf_counter()
     try:
         resp = await client.post(url, content=body, headers={"Content-Type": "application/json"})
@@ -52,6 +57,8 @@ async def kick_once(client: httpx.AsyncClient, url: str, body: str) -> KickResul
 async def kick_many(url: str, n: int, concurrency: int, body: str = SEED_KICK,
                     timeout: float = 120.0, progress: bool = True) -> list[KickResult]:
     """Send ``n`` kicks, at most ``concurrency`` at a time, over one shared client."""
+    import httpx
+
     sem = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     results: list[KickResult] = []

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from rich.console import Console
 
 from proxy_addons.dumpio import read_records
@@ -79,6 +78,8 @@ def send(target: Target, gateway: str, timeout: float = 120.0) -> dict:
     headers = {REPLAY_HEADER: f"{target.run}/{target.hop}"}
     if target.content_type:
         headers["content-type"] = target.content_type
+    import httpx  # here, not at the top: every `hoptrace` command imports this module
+
     url = gateway.rstrip("/") + target.path
     with httpx.Client(timeout=timeout, trust_env=False) as client:
         resp = client.request(target.method, url, content=target.body, headers=headers)
@@ -95,6 +96,8 @@ def send(target: Target, gateway: str, timeout: float = 120.0) -> dict:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    import httpx
+
     err = Console(stderr=True, soft_wrap=True, highlight=False)
     try:
         target = find_target(args.path, args.run, args.from_hop)
