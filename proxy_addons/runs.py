@@ -24,10 +24,11 @@ O(twins) each.
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 from collections.abc import Iterable, Iterator
+
+import msgspec
 
 from proxy_addons.lineage import Lineage, PingPongLineage
 from proxy_addons.runs_index import Index, Node, attach, detach, walk
@@ -144,7 +145,7 @@ class RunTracker(Twins):
         """Record the answer (or error) of an exchange; returns the runs that just finished."""
         node = self.nodes.get(ex.flow_id)
         if node is None:  # the start was missed (e.g. the addon loaded mid-flight)
-            self.start(dataclasses.replace(ex, ended=None, status=None, response=None))
+            self.start(msgspec.structs.replace(ex, ended=None, status=None, response=None))
             node = self.nodes[ex.flow_id]
         node.ex = ex
         if node.out is not None:  # ended after its run was reported (a timed-out hop)

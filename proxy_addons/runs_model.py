@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}", re.I)
 # `hoptrace replay` sends it on the kick it re-sends: ``<run>/<hop>`` of the original run
 REPLAY_HEADER = "x-hoptrace-replay-of"
@@ -31,10 +33,10 @@ def _body_value(body: Any) -> tuple[Any, bool]:
     return (body.get("value") if kind in ("json", "text") else None), exact
 
 
-@dataclass(slots=True)
-class Exchange:
+class Exchange(msgspec.Struct):
     """One request through the gateway. Until it ends, ``ended``/``status``/``response`` are None.
-    ``request`` and ``response`` are body values (parsed JSON, or text), never raw records."""
+    ``request`` and ``response`` are body values (parsed JSON, or text), never raw records.
+    (A msgspec struct, not a dataclass: built three times cheaper, once per hop of a report.)"""
 
     flow_id: str
     started: float
