@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from bench.report_speed import _group, _tree, group_rss
+from bench.report_speed import _group, _tree, group_rss, median_run
 
 # a parent holding 40 MB and one forked worker holding 80 MB, both gone after 20 s at most
 TREE = """
@@ -41,3 +41,14 @@ def test_the_tree_is_the_group_and_its_memory_is_summed():
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
     assert _tree(p.pid) is None
+
+
+def test_the_median_run_carries_the_largest_peak_and_a_failure_counts_as_slowest():
+    def run(seconds, rss, exit=0):
+        return {"seconds": seconds, "cpu_seconds": seconds * 2, "peak_rss_mb": rss, "peak_tree_rss_mb": rss * 2,
+                "exit": exit, "timed_out": False}
+
+    got = median_run([run(12.0, 40), run(9.0, 60), run(10.0, 45)])
+    assert (got["seconds"], got["cpu_seconds"], got["peak_rss_mb"], got["peak_tree_rss_mb"]) == (10.0, 20.0, 60, 120)
+    assert median_run([run(9.0, 40), run(1.0, 40, exit=1), run(10.0, 40)])["seconds"] == 10.0
+    assert median_run([run(9.0, 40), run(10.0, 40)])["seconds"] == 10.0  # the slower middle one
