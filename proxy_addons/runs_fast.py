@@ -28,7 +28,7 @@ import heapq
 import math
 
 from proxy_addons.lineage import Lineage, PingPongLineage
-from proxy_addons.records_typed import Record, exchange, headers_of, raw_headers, response_value
+from proxy_addons.records_typed import Record, exchange, headers_of, raw_headers, read_responses, response_value
 from proxy_addons.runs import SKEW
 from proxy_addons.runs_assemble import (
     Inconsistent,
@@ -247,7 +247,7 @@ class FastRuns:
             note = (f"run {rid}: the run fields of its {len(items)} record(s) do not hold together "
                     f"({exc}); rebuilt by the engine")
             return [(r, pos, note if i == 0 else None) for i, r in enumerate(rebuild(items, self.lineage))]
-        _read_responses(run)
+        read_responses(run)
         return [(run, pos, None)]
 
     def _from_engine(self, runs: list[Run]) -> list[Out]:
@@ -272,23 +272,6 @@ class FastRuns:
         self.groups, self.items, self.early, self.due, self.doubtful = {}, {}, [], [], {}
         self.late = {}
         return left, self._from_engine(self.engine.close())
-
-
-def _read_responses(run: Run) -> None:
-    """Read the response bodies a diagnosis may look at (``diagnosis.py``: the kick's answer, a
-    hop that forwarded nothing, a failed or refused hop); the others stay JSON bytes, written
-    into the report as they are. (Hops are in depth-first order: a hop that forwarded is
-    followed by its first child.)"""
-    hops = run.hops
-    response_value(hops[0].exchange)
-    last = len(hops) - 1
-    for i in range(1, last + 1):
-        h = hops[i]
-        ex = h.exchange
-        status = ex.status
-        if i == last or hops[i + 1].parent != h.flow_id or status is None or status >= 400 or (
-                ex.error is not None):
-            response_value(ex)
 
 
 def join(items: list[Item], orphans: list[tuple[int, str, dict]], lineage: Lineage) -> list[Out]:

@@ -12,7 +12,7 @@ import json
 import msgspec
 import pytest
 
-from proxy_addons import report_fast, runs_assemble, runs_fast
+from proxy_addons import records_typed, report_fast, runs_assemble
 from proxy_addons.lineage import PingPongLineage
 from proxy_addons.records_typed import decode_record, exchange, raw_headers
 from proxy_addons.runs_assemble import Inconsistent, assemble
@@ -267,10 +267,11 @@ class _Unread(dict):
 
 @pytest.mark.parametrize("seed", [21, 22])
 def test_the_diagnosis_reads_no_response_the_fast_reader_left_unread(tmp_path, monkeypatch, seed):
-    """``runs_fast`` reads only the responses a diagnosis may look at (the kick's, a hop that
-    forwarded nothing, a failed or refused one) and writes the others as their JSON bytes: each
-    one left unread is swapped for an object that fails on any look inside while the run is
-    diagnosed, over every kind of run of the synthetic dumps; the report is the engine's."""
+    """``records_typed.read_responses`` reads only the responses a diagnosis may look at (the
+    kick's, a hop that forwarded nothing, a failed or refused one) and the report writes the
+    others as their JSON bytes: each one left unread is swapped for an object that fails on any
+    look inside while the run is diagnosed, over every kind of run of the synthetic dumps; the
+    report is the engine's."""
     real, left = report_fast.diagnose, []
 
     def diagnose(run, lineage):
@@ -303,7 +304,7 @@ def test_responses_read_in_a_tree_run():
     # kick → x → (leaf, y → (refused → z)); depth-first: kick, x, leaf, y, refused, z
     hops = [hop(1, "kick", None), hop(2, "x", "kick"), hop(3, "leaf", "x"), hop(3, "y", "x"),
             hop(4, "refused", "y", 400), hop(5, "z", "refused")]
-    runs_fast._read_responses(Run("kick", hops))
+    records_typed.read_responses(Run("kick", hops))
     read = [h.flow_id for h in hops if type(h.exchange.response) is not msgspec.Raw]
     assert read == ["kick", "leaf", "refused", "z"]
     assert hops[2].exchange.response == {"outcome": "max_hops", "n": 3}
