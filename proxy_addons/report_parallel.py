@@ -88,7 +88,8 @@ def _work(path: str, start: int, end: int | None, lineage: Lineage, target: str 
     descriptor (the first range: what it writes comes first)."""
     from proxy_addons.report import service_of
 
-    with open(os.dup(target) if isinstance(target, int) else target, "wb", buffering=1 << 20) as out:
+    # the Writer hands over whole chunks: a buffer no larger lets them through without a copy
+    with open(os.dup(target) if isinstance(target, int) else target, "wb", buffering=Writer.CHUNK) as out:
         return scan(path, start, end, lineage, out, service_of, progress)
 
 
