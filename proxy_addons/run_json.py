@@ -81,7 +81,7 @@ def run_bytes(d: Diagnosis) -> bytes:
     try:
         return _encode(struct)
     except UnicodeEncodeError:
-        return json.dumps(msgspec.to_builtins(struct), separators=(",", ":")).encode()
+        return _escaped(struct)
 
 
 def run_bytes_into(d: Diagnosis, buf: bytearray) -> None:
@@ -93,9 +93,26 @@ def run_bytes_into(d: Diagnosis, buf: bytearray) -> None:
         _encode_into(struct, buf, -1)
     except UnicodeEncodeError:
         del buf[n:]
-        buf += json.dumps(msgspec.to_builtins(struct), separators=(",", ":")).encode()
+        buf += _escaped(struct)
 
 
 def run_json(d: Diagnosis) -> dict:
     """The same document as plain dicts and lists (fresh containers: the caller may change it)."""
-    return msgspec.to_builtins(run_struct(d))
+    return _builtins(run_struct(d))
+
+
+def _builtins(struct: RunJson) -> dict:
+    """Plain dicts and lists; a value the fast report left as JSON bytes (``msgspec.Raw``: a
+    response body no diagnosis read, records_typed.py) parsed."""
+    return msgspec.to_builtins(struct, enc_hook=_parsed)
+
+
+def _parsed(value: Any) -> Any:
+    if type(value) is msgspec.Raw:
+        return json.loads(bytes(value))
+    raise NotImplementedError(f"{type(value).__name__} is not JSON")
+
+
+def _escaped(struct: RunJson) -> bytes:
+    """The stdlib's compact JSON: what UTF-8 cannot hold (a lone surrogate) as a ``\\uXXXX``."""
+    return json.dumps(_builtins(struct), separators=(",", ":")).encode()

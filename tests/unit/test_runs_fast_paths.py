@@ -308,3 +308,25 @@ def test_responses_read_in_a_tree_run():
     read = [h.flow_id for h in hops if type(h.exchange.response) is not msgspec.Raw]
     assert read == ["kick", "leaf", "refused", "z"]
     assert hops[2].exchange.response == {"outcome": "max_hops", "n": 3}
+
+
+def test_a_run_with_a_lone_surrogate_and_unread_responses_is_written(tmp_path):
+    """A string UTF-8 cannot hold (a lone surrogate, ``\\ud800`` in the dump) makes the run's JSON
+    take the stdlib's way, which must parse the response bodies the fast reader left as bytes
+    (here the third hop's, forwarded and answered 200): the runs and their answers are those of
+    the same dump without it (it failed with "Encoding objects of type msgspec.Raw")."""
+    records = with_placements(dumps(23)["completed"])
+    hop = next(r for r in records if r["type"] == "flow" and r["run"]["hop"] == 2
+               and len([x for x in records if x.get("run", {}).get("id") == r["run"]["id"]]) >= 4)
+    write(tmp_path / "plain.jsonl", records)
+    hop["request"]["body"]["value"]["name"] = "bad \ud800 name"
+    write(tmp_path / "flows.jsonl", records)
+    assert b"\\ud800" in (tmp_path / "flows.jsonl").read_bytes()
+    got, want = fast_json(tmp_path / "flows.jsonl"), fast_json(tmp_path / "plain.jsonl")
+    (run,) = [r for r in got["runs"] if r["run"] == hop["run"]["id"]]
+    assert len(run["hops"]) >= 4 and run["hops"][1]["request"]["name"] == "bad \ud800 name"
+
+    def answers(doc: dict) -> list:
+        return [(r["run"], [(h["flow_id"], h["status"], h["response"]) for h in r["hops"]]) for r in doc["runs"]]
+
+    assert answers(got) == answers(want) and got["summary"] == want["summary"]
