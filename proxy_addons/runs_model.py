@@ -19,8 +19,8 @@ ENGINE_HEADERS = frozenset({"traceparent", "x-request-id", REPLAY_HEADER})
 def run_id_of(flow_id: str) -> str:
     """A run is named after its kick: the first 8 hex chars of the kick's flow id, so the live
     gateway and an offline report name the same run the same way."""
-    head = flow_id[:8]
-    return head if "-" not in head else flow_id.replace("-", "")[:8]  # a uuid: its first 8
+    head = flow_id[:8]  # a uuid's first 8 chars hold no dash: no need to remove them all
+    return head if "-" not in head else flow_id.replace("-", "")[:8]
 
 
 def _body_value(body: Any) -> tuple[Any, bool]:
@@ -35,8 +35,10 @@ def _body_value(body: Any) -> tuple[Any, bool]:
 
 class Exchange(msgspec.Struct):
     """One request through the gateway. Until it ends, ``ended``/``status``/``response`` are None.
-    ``request`` and ``response`` are body values (parsed JSON, or text), never raw records.
-    (A msgspec struct, not a dataclass: built three times cheaper, once per hop of a report.)"""
+    ``request`` and ``response`` are body values (parsed JSON, or text), never raw records; the
+    fast report keeps a response no diagnosis reads as its JSON bytes (``msgspec.Raw``,
+    records_typed.py). A msgspec struct, not a dataclass: built three times cheaper, once per
+    hop of a report."""
 
     flow_id: str
     started: float
