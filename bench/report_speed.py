@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="runs of `report` (default 3; the others run once): the median is the result")
     p.add_argument("--engine-child", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.repeat < 1:
+        p.error("--repeat must be at least 1")
     if a.engine_child:
         engine(a.engine_child)
         return 0
@@ -170,8 +172,6 @@ def main(argv: list[str] | None = None) -> int:
             "reconstruct": [hoptrace, "report", "--format", "json", "--reconstruct", str(dump)],
             "engine": [sys.executable, "-m", "bench.report_speed", "--engine-child", str(dump)]}
     wanted = [a.only] if a.only else ["report", "reconstruct"]
-    if a.repeat < 1:
-        p.error("--repeat must be at least 1")
     results, repeats = {}, {}
     for name in wanted:
         runs = []
