@@ -20,6 +20,10 @@ The break's states:
   last_good_state  the last payload a service *accepted* (passed its checks and processed): the
                    request of the break hop's parent; null when the kick itself was refused.
                    ``change`` = diff(last_good_state, state) shows what that service did to it.
+
+An answer's body is looked into only for its ``outcome`` key, and read further only when it has
+one; one without is passed on whole (a break's ``detail``): the fast report leaves such bodies
+as JSON bytes (records_typed.read_responses).
 """
 
 from __future__ import annotations

@@ -48,6 +48,9 @@ def dumps(seed: int) -> dict[str, list[dict]]:
         drop_first(s, k, 2)
     out["partial"] = s.dump()
     out["completed"] = kicks(Synth(seed=seed, fail_rate=0.1, max_hops=4), 30, 0.02).dump()  # max_hops answers
+    s = kicks(Synth(seed=seed, max_hops=12), 30, 0.02)  # refused hops' records lost: the kick's answer tells
+    lost = {run.hops[-1].flow_id for run in s.runs.values() if len(run.hops) > 1 and run.hops[-1].status == 400}
+    out["lost_break"] = [r for r in s.dump() if r["flow_id"] not in lost]
     return out
 
 

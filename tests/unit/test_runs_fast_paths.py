@@ -256,32 +256,43 @@ def test_more_timed_out_runs_than_are_held_go_out_as_they_stand(monkeypatch):
 
 
 class _Unread(dict):
-    """A response body the fast reader left as JSON bytes: any look inside fails the test."""
+    """A response body the fast reader left as JSON bytes: a diagnosis may ask for its
+    ``outcome`` (it has none) or pass it on whole; any other look inside fails the test."""
 
     def _fail(self, *args, **kwargs):
         raise AssertionError("the diagnosis read a response body the fast reader did not read")
 
-    get = __getitem__ = __contains__ = __iter__ = __len__ = keys = items = values = __eq__ = _fail
+    def get(self, key, default=None):
+        return default if key == "outcome" else self._fail()
+
+    __getitem__ = __contains__ = __iter__ = __len__ = keys = items = values = __eq__ = _fail
     __hash__ = None
 
 
 @pytest.mark.parametrize("seed", [21, 22])
 def test_the_diagnosis_reads_no_response_the_fast_reader_left_unread(tmp_path, monkeypatch, seed):
-    """``records_typed.read_responses`` reads only the responses a diagnosis may look at (the
-    kick's, a hop that forwarded nothing, a failed or refused one) and the report writes the
-    others as their JSON bytes: each one left unread is swapped for an object that fails on any
-    look inside while the run is diagnosed, over every kind of run of the synthetic dumps; the
-    report is the engine's."""
-    real, left = report_fast.diagnose, []
+    """``records_typed.read_responses`` reads only the responses a diagnosis may look inside (the
+    kick's, a hop that forwarded nothing, a failed or refused one, each only if it has an
+    ``outcome``) and the report writes the others as their JSON bytes: each one left unread is
+    swapped for an object that fails on any look inside but for its outcome while the run is
+    diagnosed, over every kind of run of the synthetic dumps; one passed on is a break's
+    ``detail``; the report is the engine's."""
+    real, left, details = report_fast.diagnose, [], []
 
     def diagnose(run, lineage):
-        raws = [(h.exchange, h.exchange.response) for h in run.hops if type(h.exchange.response) is msgspec.Raw]
-        for ex, _ in raws:
-            ex.response = _Unread()
+        raws = {id(u): (ex, raw, u) for ex, raw, u in (
+            (h.exchange, h.exchange.response, _Unread()) for h in run.hops
+            if type(h.exchange.response) is msgspec.Raw)}
+        for ex, _, unread in raws.values():
+            ex.response = unread
         d = real(run, lineage)
-        assert not [v for v in (d.brk or {}).values() if isinstance(v, _Unread)], d.brk  # nor shows it
-        for ex, raw in raws:
+        for ex, raw, _ in raws.values():
             ex.response = raw
+        shown = [k for k, v in (d.brk or {}).items() if isinstance(v, _Unread)]
+        assert shown in ([], ["detail"]), d.brk
+        if shown:
+            d.brk["detail"] = raws[id(d.brk["detail"])][1]
+            details.append(d.brk["detail"])
         left.append(len(raws))
         return d
 
@@ -290,15 +301,17 @@ def test_the_diagnosis_reads_no_response_the_fast_reader_left_unread(tmp_path, m
         p = tmp_path / f"{name}.jsonl"
         write(p, with_placements(records))
         assert_same_as_engine(fast_json(p, workers=1), engine_json(p))
-    assert sum(left) > 100 and sum(n == 0 for n in left) > 100  # both kinds of run were diagnosed
+    assert sum(left) > 100 and sum(n == 0 for n in left) > 20  # both kinds of run were diagnosed
+    assert len(details) > 100  # breaks whose detail went out as the bytes read
 
 
 def test_responses_read_in_a_tree_run():
     """Depth-first: the kick, a leaf inside the tree (followed by its sibling, not by a child),
-    the last hop and a refused hop are read; a hop that forwarded and was answered 200 is not."""
-    def hop(n, fid, parent, status=200):
+    the last hop and a refused hop are read; a hop that forwarded and was answered 200 is not;
+    nor a body without an ``outcome`` (a service's 400) or one that is not JSON; a text body is."""
+    def hop(n, fid, parent, status=200, body=None):
         ex = Exchange(fid, float(n), "a", "POST", "/a/", {"digits": [n]}, (), None, n + 1.0, status,
-                      msgspec.Raw(b'{"outcome":"max_hops","n":%d}' % n))
+                      msgspec.Raw(body or b'{"outcome":"max_hops","n":%d}' % n))
         return Hop(n, fid, "a", "a", parent, "lineage", 1, ex)
 
     # kick → x → (leaf, y → (refused → z)); depth-first: kick, x, leaf, y, refused, z
@@ -308,6 +321,14 @@ def test_responses_read_in_a_tree_run():
     read = [h.flow_id for h in hops if type(h.exchange.response) is not msgspec.Raw]
     assert read == ["kick", "leaf", "refused", "z"]
     assert hops[2].exchange.response == {"outcome": "max_hops", "n": 3}
+
+    hops = [hop(1, "kick", None, body=b'"a text answer"'), hop(2, "x", "kick"),
+            hop(3, "refused", "x", 400, b'{"detail":"b rejected","payload":{"outcome":1}}'),
+            hop(3, "listed", "x", 200, b'[{"outcome":1}]')]
+    records_typed.read_responses(Run("kick", hops))
+    assert [h.exchange.response for h in hops if type(h.exchange.response) is not msgspec.Raw] == [
+        "a text answer", [{"outcome": 1}]]
+    assert [h.flow_id for h in hops if type(h.exchange.response) is msgspec.Raw] == ["x", "refused"]
 
 
 def test_a_run_with_a_lone_surrogate_and_unread_responses_is_written(tmp_path):
