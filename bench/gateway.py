@@ -56,13 +56,17 @@ def cpu_seconds(pid: int) -> float:
 
 def measure_once(setup: Setup, runs: int, concurrency: int, max_hops: int, time_limit: float) -> dict:
     """Kick ``runs`` runs at ``concurrency``; the figures of this one measurement, with the
-    gateway's own CPU time per hop (steadier than wall clock on a shared machine)."""
-    gw = setup.gateway_pid
+    gateway's own CPU time per hop (steadier than wall clock on a shared machine) and the two
+    services' (the same work in every mode: what they spend more under one gateway than under
+    another is what that gateway costs them, e.g. in the caches the 2 cores share)."""
+    gw, services = setup.gateway_pid, setup.service_pids
     cpu0 = cpu_seconds(gw) if gw else 0.0
+    svc0 = sum(map(cpu_seconds, services))
     t0 = time.perf_counter()
     kicks = asyncio.run(drive(setup.url, runs, concurrency, time_limit))
     wall = time.perf_counter() - t0
     cpu = cpu_seconds(gw) - cpu0 if gw else None
+    svc = sum(map(cpu_seconds, services)) - svc0
     ok = [k for k in kicks if k.status == 200 and isinstance(k.body, dict)
           and k.body.get("outcome") == "max_hops" and k.body.get("hops") == max_hops]
     failures = Counter(f"{k.ending()} hops={k.body.get('hops') if isinstance(k.body, dict) else None}"
@@ -70,6 +74,7 @@ def measure_once(setup: Setup, runs: int, concurrency: int, max_hops: int, time_
     return {"runs": len(kicks), "ok": len(ok), "wall_s": wall, "failures": dict(failures),
             "hops_per_s": len(ok) * max_hops / wall if wall else 0.0,
             "gateway_cpu_ms_per_hop": cpu * 1000 / (len(ok) * max_hops) if cpu is not None and ok else None,
+            "services_cpu_ms_per_hop": svc * 1000 / (len(ok) * max_hops) if ok else None,
             "hop_ms": [k.seconds * 1000 / max_hops for k in ok]}
 
 
@@ -135,6 +140,7 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
                 "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
                 "failed_runs": sum(r["runs"] - r["ok"] for r in rs),
                 "gateway_cpu_ms_per_hop": _median([r["gateway_cpu_ms_per_hop"] for r in rs]),
+                "services_cpu_ms_per_hop": _median([r.get("services_cpu_ms_per_hop") for r in rs]),
             }
         ht, bare, direct = row.get("hoptrace"), row.get("bare"), row.get("direct")
         if ht and bare and bare["hops_per_s"]:
@@ -166,15 +172,17 @@ def print_table(result: dict) -> None:
 
     t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, "
                     f"{result['params']['rounds']} interleaved rounds (hops/s: median of rounds)")
-    for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "gateway CPU ms/hop", "failed runs"):
+    for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "gateway CPU ms/hop", "services CPU ms/hop",
+                "failed runs"):
         t.add_column(col, justify="right" if col != "mode" else "left", no_wrap=True,
                      min_width=12 if col == "mode" else None)
     for c, row in result["summary"].items():
         for m in result["params"]["modes"]:
             f = row[m]
-            cpu = f["gateway_cpu_ms_per_hop"]
+            cpu, svc = f["gateway_cpu_ms_per_hop"], f.get("services_cpu_ms_per_hop")
             t.add_row(c, m, f"{f['hops_per_s']:.0f}", f"{f['p50_ms']:.2f}", f"{f['p99_ms']:.2f}",
-                      "-" if cpu is None else f"{cpu:.2f}", str(f["failed_runs"]))
+                      "-" if cpu is None else f"{cpu:.2f}", "-" if svc is None else f"{svc:.2f}",
+                      str(f["failed_runs"]))
         t.add_section()
     console = Console()
     console.print(t)

@@ -32,6 +32,11 @@ class Setup:
     def gateway_pid(self) -> int | None:
         return self.procs[-1].pid if self.mode != "direct" else None
 
+    @property
+    def service_pids(self) -> list[int]:
+        """B's and A's uvicorn processes (started first, in every mode)."""
+        return [p.pid for p in self.procs[:2]]
+
     def stop(self) -> None:
         for p in reversed(self.procs):  # the gateway first, then the services
             p.stop()

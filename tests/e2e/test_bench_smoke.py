@@ -27,6 +27,8 @@ def test_the_gateway_bench_runs_and_reports_progress(tmp_path, capsys):
     res = json.loads(out.read_text())
     assert {(x["concurrency"], x["mode"]) for x in res["rounds"]} == {(c, m) for c in (1, 2) for m in ("bare", "hoptrace")}
     assert all(x["ok"] == x["runs"] and x["hops_per_s"] > 0 for x in res["rounds"])
+    assert all(x["services_cpu_ms_per_hop"] >= 0 for x in res["rounds"])  # A and B's CPU, in every mode
+    assert all(res["summary"][c][m]["services_cpu_ms_per_hop"] is not None for c in ("1", "2") for m in ("bare", "hoptrace"))
     rec = res["records"]["hoptrace"]
     assert rec["flows.jsonl"] == rec["hops_answered"] > 0
     assert "hoptrace/bare" in res["summary"]["1"] and "hoptrace/bare paired" in res["summary"]["2"]
