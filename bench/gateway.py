@@ -7,7 +7,7 @@ modes alike. Each measurement is preceded by a few untimed runs at its own concu
 (``--settle`` per client: the first run after a pause took up to 40× a hop's time). The
 concurrencies are not mixed within a round: a mode's concurrency-16 burst slows its next
 concurrency-1 measurement by 20–40 %, even one or two measurements later, and not by the same
-amount for every mode, so a rotation did not cancel it (docs/performance.md, fifth stop). The
+amount for every mode, so a rotation did not cancel it (docs/performance-log.md, fifth stop). The
 default number of rounds (8) is a multiple of the number of modes (4, and 2 for ``--modes bare
 hoptrace``): every mode takes every place equally often.
 

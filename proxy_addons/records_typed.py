@@ -5,7 +5,7 @@ per record, the largest cost of the fast report. Same result as ``Exchange.from_
 this strict schema refuses (a field of an unexpected type, NaN, a huge int) raises ``BAD`` and
 goes the ``from_record`` way. The response body's value stays JSON bytes (``msgspec.Raw``) until
 ``response_value`` reads it: ``read_responses`` reads those of a run a diagnosis may look inside,
-and the report writes the others as they are (about 80 % of the responses of the synthetic dump).
+and the report writes the others as they are (77 % of the responses of the synthetic dump).
 """
 
 from __future__ import annotations

@@ -216,7 +216,7 @@ def _release(nodes: list[Node]) -> None:
     answered and settled: the engine no longer reaches them). Parent, children and kick links
     are cycles; cut, the nodes, their exchanges and payloads are freed as soon as the ``Run`` is
     dropped, instead of waiting in the garbage collector's older generations for a full
-    collection (the gateway's GC cost: docs/performance.md, "Eighth stop")."""
+    collection (the gateway's GC cost: docs/performance-log.md, "Eighth stop")."""
     for n in nodes:
         n.children.clear()
         n.parent = n.kick = n.run = n.out_run = None
