@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 
 import orjson
 
@@ -49,7 +48,10 @@ def _not_json(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# 19 digits in a row (an int orjson may turn into a float) show as 19 zeros once every digit is
+# one: a translate and a substring search, 2-4× cheaper than the regular expression [0-9]{19}
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 19
 
 
 def strict_json(data: bytes):
@@ -57,7 +59,7 @@ def strict_json(data: bytes):
     Infinity (orjson would write them as null) and lone surrogates (``"\\ud800"``). Such a
     body is recorded as text, exactly as it came. orjson parses first (it refuses all of those
     itself), unless the body may hold an int beyond 64 bits (orjson would make it a float)."""
-    if _LONG_DIGITS.search(data) is None:
+    if _LONG_DIGITS not in data.translate(_DIGITS_TO_ZERO):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
