@@ -290,13 +290,16 @@ class LiveRuns:
 
 def engine_headers(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, str], ...]:
     """The request headers the run engine reads (trace and replay headers), from the raw
-    fields: decoding every header of every flow for it cost more than the engine itself."""
+    fields: decoding every header of every flow for it cost more than the engine itself; only
+    those are decoded (their names are ASCII: ``bytes.lower`` finds them as ``str.lower`` does)."""
     out = []
     for k, v in fields:
-        name = k.decode("utf-8", "surrogateescape")
-        if name.lower() in ENGINE_HEADERS:
-            out.append((name, v.decode("utf-8", "surrogateescape")))
+        if k.lower() in _ENGINE_HEADERS:
+            out.append((k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")))
     return tuple(out)
+
+
+_ENGINE_HEADERS = frozenset(name.encode() for name in ENGINE_HEADERS)
 
 
 def _value(body: dict):

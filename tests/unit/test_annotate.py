@@ -196,3 +196,21 @@ def test_comment_updates_go_out_only_when_a_loaded_addon_takes_them():
         moved = run()
         assert live.finished == 4 and len(moved) == 2 and UpdateHook in triggered
         assert {f.id for f in listener.got} == {f.id for f in moved}
+
+
+def test_engine_headers_are_the_trace_and_replay_headers_in_any_case():
+    """Only the headers the run engine reads are decoded; names in any case, values kept as
+    sent (non-UTF-8 bytes as surrogate escapes, as mitmproxy's own view decodes them)."""
+    from proxy_addons.annotate import engine_headers
+    from proxy_addons.runs_model import Exchange
+
+    fields = ((b"Host", b"127.0.0.1:8000"), (b"TraceParent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+              (b"X-Request-ID", b"r\xff1"), (b"x-hoptrace-replay-of", b"0badcafe/3"), (b"traceparentx", b"no"),
+              (b"K\xe2\x84\xaaelvin", b"no"))
+    got = engine_headers(fields)
+    assert got == (("TraceParent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                   ("X-Request-ID", "r\udcff1"), ("x-hoptrace-replay-of", "0badcafe/3"))
+    ex = Exchange("f", 1.0, "a", "POST", "/a/", None, got, None)
+    assert (ex.trace_id, ex.request_id, ex.replay_of) == (
+        "0af7651916cd43dd8448eb211c80319c", "r\udcff1", {"run": "0badcafe", "hop": 3})
+    assert ex.header("TRACEPARENT") == got[0][1] and ex.header("nope") is None
