@@ -1,8 +1,9 @@
 """CPU per hop of the gateway's addons, in one process, without the network.
 
-``python -m bench.addons_cpu`` loads an addon script's ``addons`` into a mitmproxy master
-(``mitmproxy.test.taddons``) and drives runs of MAX_HOPS nested hops through mitmproxy's own
-hook dispatch (``request`` hooks down the nest, ``response`` hooks back up), with the bodies and
+``python -m bench.addons_cpu`` loads an addon script's ``addons`` into a master with mitmdump's
+addon chain and drives runs of MAX_HOPS nested hops through mitmproxy's own hook dispatch (each
+hop's four events, ``requestheaders`` and ``request`` down the nest, ``responseheaders`` and
+``response`` back up, each followed by the ``update`` mitmproxy sends), with the bodies and
 headers the real services exchange (since the sixth stop also their W3C trace headers and the
 payload's ``sequence``: the gateway then places every hop past the second by its trace, as it
 does live; before, every hop went through the lineage path). It reports CPU µs per hop for the
@@ -14,23 +15,36 @@ It also splits that time by where it runs: inside the ``request`` hooks and the 
 hooks of the inner hops and of the kick (a hop's answer waits on these), and on the loop
 iterations after them (``deferred``: what the addons scheduled with ``call_soon``, which the
 real gateway runs between network events, while the services work). The harness lets the loop
-run once after every hook, as the proxy does between two events. Its addons sit at the top of the
-chain, so mitmproxy's per-addon dispatch costs more here than under mitmdump's script loader.
+run once after every hook, as the proxy does between two events.
+
+Until the twelfth stop the master held only mitmproxy's ``Core`` and the script, and sent only
+``request`` and ``response``: it missed what mitmproxy's dispatch costs per addon of a script on
+each of a hop's eight events (four of them ``update``), which a profile of the real gateway showed
+to be larger than the recording itself (docs/performance-log.md, "Twelfth stop").
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
+import os
 import statistics
 import tempfile
 import time
 
-from mitmproxy import hooks
-from mitmproxy.proxy.layers.http import HttpRequestHook, HttpResponseHook
-from mitmproxy.test import taddons, tflow, tutils
+from mitmproxy import hooks, options
+from mitmproxy.addons.termlog import TermLog
+from mitmproxy.proxy.layers.http import (
+    HttpRequestHeadersHook,
+    HttpRequestHook,
+    HttpResponseHeadersHook,
+    HttpResponseHook,
+)
+from mitmproxy.test import tflow, tutils
+from mitmproxy.tools.dump import DumpMaster
 from rich.console import Console
 from rich.table import Table
 
@@ -38,12 +52,40 @@ from services.payload import Payload
 
 
 class Script:
-    """An addon script as mitmdump holds it: one entry of the addon chain, its addons nested
-    under it (``-s`` → ScriptLoader → Script → the module's ``addons``), so mitmproxy dispatches
-    each hook to them through one ``safecall``, as in the real gateway."""
+    """An addon script as mitmdump holds it: the module nested under mitmproxy's script loader,
+    its addons under the module (ScriptLoader → Script → module → ``addons``), so mitmproxy walks
+    down to them on every event and dispatches each hook through one ``safecall``, as in the
+    real gateway."""
 
-    def __init__(self, addons: list) -> None:
-        self.addons = addons
+    def __init__(self) -> None:
+        self.addons: list = []
+
+
+@contextlib.contextmanager
+def mitmdump_master(module):
+    """A master with mitmdump's addon chain (``DumpMaster``: every default addon, the dumper, …),
+    configured as mitmdump starts (its CA from mitmproxy's usual ``~/.mitmproxy``, made there on
+    first use as the real gateway makes it), and the script ``module`` loaded where ``-s`` puts
+    it, the way mitmproxy's script loader loads one. Nothing listens: the running hook goes to
+    the script alone (the proxy server would open its port on it). Log lines go to a TermLog
+    writing to /dev/null, as the real one writes them to its terminal."""
+    with open(os.devnull, "w") as sink:
+        master = DumpMaster(options.Options(), loop=asyncio.get_running_loop(), with_termlog=False)
+        term = TermLog(out=sink)
+        master.addons.add(term)
+        master.addons.trigger(hooks.ConfigureHook(set(master.options.keys())))
+        script = Script()
+        master.addons.register(script)
+        master.addons.get("scriptloader").addons.append(script)
+        master.addons.register(module)
+        script.addons.append(module)
+        master.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(master.options.keys())))
+        try:
+            yield master, module
+            master.addons.invoke_addon_sync(module, hooks.DoneHook())
+        finally:
+            term.uninstall()
+            master._legacy_log_events.uninstall()  # as Master.run does at its end
 
 
 SPLIT = ("request", "response", "kick response", "deferred")  # where a hop's CPU is spent
@@ -99,20 +141,20 @@ def answer(f, body: dict, t1: float) -> None:
                                        (b"access-control-expose-headers", b"traceresponse")])
 
 
-async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
+async def drive(script: str, runs: int, max_hops: int, workdir: str) -> dict:
     mod = importlib.import_module(script)
     importlib.reload(mod)  # fresh addon instances
     states = payloads(max_hops)
     final = {"outcome": "max_hops", "stopped_by": "a" if max_hops % 2 else "b", "status": 200,
              "hops": max_hops, "iteration": (max_hops + 1) // 2, "reason": f"MAX_HOPS={max_hops} reached",
              "payload": Payload.model_validate(states[-1]).dump()}
-    with taddons.context(Script(mod.addons)) as tctx:
-        opts = {"routes": "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002"}
-        if "hoptrace_dumps" in tctx.options:
+    with mitmdump_master(mod) as (master, module):
+        opts = {"routes": "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002", "flow_detail": 0}
+        if "hoptrace_dumps" in master.options:
             opts.update(hoptrace_dumps=workdir, hoptrace_har=False)
-        tctx.options.update(**opts)
-        tctx.master.addons.trigger(hooks.RunningHook())
-        am = tctx.master.addons
+        master.options.update(**opts)
+        master.addons.invoke_addon_sync(module, hooks.RunningHook())
+        am = master.addons
         conns: dict = {}
         split = dict.fromkeys(SPLIT, 0.0)
         clock = time.process_time
@@ -126,6 +168,7 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
                 f = make_flow("/a/" if hop % 2 else "/b/", body, t, conns, hop, trace)
                 t += 0.0001
                 c0 = clock()
+                await am.handle_lifecycle(HttpRequestHeadersHook(f))
                 await am.handle_lifecycle(HttpRequestHook(f))
                 c1 = clock()
                 await asyncio.sleep(0)  # what the hooks deferred to the next loop iteration
@@ -136,13 +179,13 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str) -> float:
                 answer(f, final, t)
                 t += 0.0001
                 c0 = clock()
+                await am.handle_lifecycle(HttpResponseHeadersHook(f))
                 await am.handle_lifecycle(HttpResponseHook(f))
                 c1 = clock()
                 await asyncio.sleep(0)
                 split["kick response" if f is nest[0] else "response"] += c1 - c0
                 split["deferred"] += clock() - c1
         cpu = clock() - cpu0
-        tctx.master.addons.trigger(hooks.DoneHook())
     hops = runs * max_hops
     return {"total": cpu / hops * 1e6, **{k: v / hops * 1e6 for k, v in split.items()}}
 

@@ -47,7 +47,10 @@ def injected_response(rule: Rule, service: str | None, run: dict | None) -> http
 
 
 class Faults:
-    def __init__(self) -> None:
+    def __init__(self, routing=None, fresh=None) -> None:
+        # the gateway's Routing and FreshUpstream, handed over in a Pipeline (where mitmproxy
+        # cannot find them by name); alone, e.g. in tests, they are looked up by name
+        self.routing, self.fresh = routing, fresh
         self.rules: list[Rule] = []
         self.seed: int | None = None
         self.rngs: list = []
@@ -87,7 +90,7 @@ class Faults:
             log.info("hoptrace: fault injection off")
 
     def _check_services(self, rules: list[Rule]) -> None:
-        routing = ctx.master.addons.get("routing")
+        routing = self.routing or ctx.master.addons.get("routing")
         known = {r.name for r in getattr(routing, "routes", [])}
         for n, r in enumerate(rules, 1):
             if known and r.service is not None and r.service not in known:
@@ -140,12 +143,11 @@ class Faults:
             flow.response = injected_response(rule, service, run)
             flow.metadata[flowmeta.ORIGIN] = "gateway"
 
-    @staticmethod
-    def _refresh_upstream(flow: http.HTTPFlow) -> None:
+    def _refresh_upstream(self, flow: http.HTTPFlow) -> None:
         """After a delay the upstream connection may have idled past the service's keep-alive:
         let FreshUpstream close it, as it does before any request (no request of this client
         but ours is in flight, so no other request uses it)."""
-        fresh = ctx.master.addons.get("freshupstream")
+        fresh = self.fresh or ctx.master.addons.get("freshupstream")
         if fresh is not None and fresh.in_flight.get(flow.client_conn.id, 0) <= 1:
             fresh.close_idle(flow)
 

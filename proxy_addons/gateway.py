@@ -3,16 +3,18 @@
 Order matters: redaction first (it marks each flow so every copy written is redacted), then
 routing (it picks the service), then the annotating addons, the recorder last
 so the record and the .mitm file carry every annotation. Faults (a no-op without rules) comes right
-after LiveRuns: it selects hops by the run placement LiveRuns gives them.
+after LiveRuns: it selects hops by the run placement LiveRuns gives them. mitmproxy sees them as
+one addon (pipeline.py: its per-addon dispatch on every event cost more than our recording).
 """
 
 from proxy_addons.annotate import LiveRuns
 from proxy_addons.faults import Faults
+from proxy_addons.pipeline import Pipeline
 from proxy_addons.recorder import Recorder
 from proxy_addons.redact import Redact
 from proxy_addons.retention import Retention
 from proxy_addons.routing import Routing
 from proxy_addons.upstream import FreshUpstream
 
-recorder = Recorder()
-addons = [Redact(), Routing(), FreshUpstream(), LiveRuns(recorder), Faults(), Retention(), recorder]
+routing, fresh, recorder = Routing(), FreshUpstream(), Recorder()
+addons = [Pipeline(Redact(), routing, fresh, LiveRuns(recorder), Faults(routing, fresh), Retention(), recorder)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bench.addons_cpu import drive, payloads
+from bench.addons_cpu import drive, mitmdump_master, payloads
 from tests.conftest import read_jsonl
 
 
@@ -32,3 +32,61 @@ def test_payloads_follow_the_services():
     assert ps[0] == {"name": "payload", "d;5Digits": [], "avg": None, "max": None, "min": None}
     assert ps[5]["sequence"] == {"1": "b", "2": "b", "3": "a"} and len(ps[5]["digits"]) == 3
     assert ps[4]["avg"] == sum(ps[4]["digits"]) / 2
+
+
+COUNTING_SCRIPT = '''
+import collections
+from proxy_addons.routing import Routing
+
+
+class Count:
+    def __init__(self):
+        self.seen = collections.Counter()
+
+    def requestheaders(self, flow):
+        self.seen["requestheaders"] += 1
+
+    def request(self, flow):
+        self.seen["request"] += 1
+
+    def responseheaders(self, flow):
+        self.seen["responseheaders"] += 1
+
+    def response(self, flow):
+        self.seen["response"] += 1
+
+    def update(self, flows):
+        self.seen["update"] += 1
+
+
+counter = Count()
+addons = [Routing(), counter]
+'''
+
+
+def test_the_harness_dispatches_as_mitmdump_does(tmp_path, monkeypatch, caplog):
+    """mitmdump's whole addon chain, the script under its script loader, each hop's four events
+    (each followed by mitmproxy's ``update``), and no addon failing on the harness's flows: a
+    failing built-in addon (e.g. TlsConfig without its certificate store) costs a traceback per
+    event and would swamp the figures."""
+    (tmp_path / "counting_script.py").write_text(COUNTING_SCRIPT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import counting_script
+
+    with caplog.at_level("WARNING"):
+        asyncio.run(drive("counting_script", 2, 3, str(tmp_path / "w")))
+    assert dict(counting_script.counter.seen) == {
+        "requestheaders": 6, "request": 6, "responseheaders": 6, "response": 6, "update": 24}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= 30] == []
+
+
+def test_the_harness_master_holds_mitmdumps_chain():
+    import types
+
+    async def chain():
+        with mitmdump_master(types.ModuleType("empty")) as (master, _):
+            return [type(a).__name__ for a in master.addons.chain]
+
+    names = asyncio.run(chain())
+    assert {"Proxyserver", "ScriptLoader", "TlsConfig", "Dumper", "TermLog", "KeepServing"} <= set(names)
+    assert len(names) > 30

@@ -99,23 +99,28 @@ def test_zero_keeps_all_and_negative_is_refused():
             tctx.configure(ret, hoptrace_view_max=-1)
 
 
-def test_a_twins_hop_moves_to_the_run_it_ends_in_so_runs_are_dropped_whole():
+@pytest.mark.parametrize("in_pipeline", [False, True], ids=["addons", "pipeline"])
+def test_a_twins_hop_moves_to_the_run_it_ends_in_so_runs_are_dropped_whole(in_pipeline):
     """Two identical kicks; k2's child c2 arrives first and is guessed under k1's run, k1's child
     c1 under k2's. When k2's run ends (with c2, without c1) the live diagnosis corrects both and
     sends ``update``: the view then holds k2's run as {k2, c2}, and dropping it (limit 3) leaves
-    k1's live run whole. Grouped by the guess, it would drop {k2, c1} and cut c1 out of k1's run."""
+    k1's live run whole. Grouped by the guess, it would drop {k2, c1} and cut c1 out of k1's run.
+    The same with both behind the gateway's Pipeline, where the ``update`` Retention takes only
+    once running must still reach it."""
     import json
 
+    from mitmproxy import hooks
+
     from proxy_addons.annotate import LiveRuns
+    from proxy_addons.pipeline import Pipeline
     from proxy_addons.runs_model import run_id_of
     from tests.unit.test_annotate import json_flow
 
     kick = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None}
     view, live, ret = View(), LiveRuns(), Retention()
-    with taddons.context(view, live, ret) as tctx:
-        tctx.configure(ret, hoptrace_view_max=3)
-        live.running()
-        ret.running()
+    with taddons.context(view, *([Pipeline(live, ret)] if in_pipeline else [live, ret])) as tctx:
+        tctx.options.update(hoptrace_view_max=3)
+        tctx.master.addons.trigger(hooks.RunningHook())
         k1, k2 = json_flow("a", kick, 1.000), json_flow("a", kick, 1.001)
         c2, c1 = json_flow("b", {**kick, "digits": [7]}, 1.010), json_flow("b", {**kick, "digits": [9]}, 1.011)
         for f in (k1, k2, c2, c1):
