@@ -17,6 +17,10 @@ iterations after them (``deferred``: what the addons scheduled with ``call_soon`
 real gateway runs between network events, while the services work). The harness lets the loop
 run once after every hook, as the proxy does between two events.
 
+``--concurrency N`` keeps N runs in flight, each on its own connections, their requests and then
+their answers interleaved hop by hop; their kicks are identical (the seed's payload), so the
+gateway tells the twins apart by their answers, as it does under concurrent clients.
+
 Until the twelfth stop the master held only mitmproxy's ``Core`` and the script, and sent only
 ``request`` and ``response``: it missed what mitmproxy's dispatch costs per addon of a script on
 each of a hop's eight events (four of them ``update``), which a profile of the real gateway showed
@@ -94,17 +98,18 @@ HEADERS = [("host", "127.0.0.1:8000"), ("accept", "*/*"), ("accept-encoding", "g
            ("content-type", "application/json")]
 
 
-def payloads(max_hops: int) -> list[dict]:
+def payloads(max_hops: int, salt: int = 0) -> list[dict]:
     """The payload each hop of a ``max_hops`` run receives, as the services send it: the seed's
     kick (with its unknown key), then A appends a digit, B sets avg/max/min, and each records
-    itself in ``sequence`` (services/payload.py, on by default)."""
+    itself in ``sequence`` (services/payload.py, on by default). ``salt`` varies the digits from
+    run to run (A draws them at random), so concurrent runs are twins only by their kick."""
     p: dict = {"name": "payload", "d;5Digits": [], "avg": None, "max": None, "min": None}
     out = [json.loads(json.dumps(p))]
     p = {"name": "payload", "digits": [], "avg": None, "max": None, "min": None, "sequence": {}, "d;5Digits": []}
     for hop in range(1, max_hops):
         iteration, service = (hop + 1) // 2, "a" if hop % 2 else "b"
         if service == "a":
-            p["digits"].append(hop * 7 % 101)
+            p["digits"].append((hop * 7 + salt * 13) % 101)
         else:
             d = p["digits"]
             p.update(avg=sum(d) / len(d), max=max(d), min=min(d))
@@ -141,13 +146,13 @@ def answer(f, body: dict, t1: float) -> None:
                                        (b"access-control-expose-headers", b"traceresponse")])
 
 
-async def drive(script: str, runs: int, max_hops: int, workdir: str) -> dict:
+async def drive(script: str, runs: int, max_hops: int, workdir: str, concurrency: int = 1) -> dict:
+    """Drive ``runs`` runs through the script's addons, ``concurrency`` at a time: each wave's
+    requests go down hop by hop, one run after the other, then the answers come back up the
+    same way, each run on its own connections (as concurrent clients have). Their kicks are
+    identical (the seed's payload), so concurrent runs are twins the gateway places by answers."""
     mod = importlib.import_module(script)
     importlib.reload(mod)  # fresh addon instances
-    states = payloads(max_hops)
-    final = {"outcome": "max_hops", "stopped_by": "a" if max_hops % 2 else "b", "status": 200,
-             "hops": max_hops, "iteration": (max_hops + 1) // 2, "reason": f"MAX_HOPS={max_hops} reached",
-             "payload": Payload.model_validate(states[-1]).dump()}
     with mitmdump_master(mod) as (master, module):
         opts = {"routes": "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002", "flow_detail": 0}
         if "hoptrace_dumps" in master.options:
@@ -160,34 +165,46 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str) -> dict:
         clock = time.process_time
         cpu0 = clock()
         t = time.time()
-        for run in range(runs):
-            nest = []
-            trace_id = f"{run + 1:032x}"  # all zeros is not a valid W3C trace id
-            for hop, body in enumerate(states, 1):
-                trace = f"00-{trace_id}-{hop:016x}-03" if hop > 1 else None
-                f = make_flow("/a/" if hop % 2 else "/b/", body, t, conns, hop, trace)
-                t += 0.0001
-                c0 = clock()
-                await am.handle_lifecycle(HttpRequestHeadersHook(f))
-                await am.handle_lifecycle(HttpRequestHook(f))
-                c1 = clock()
-                await asyncio.sleep(0)  # what the hooks deferred to the next loop iteration
-                split["request"] += c1 - c0
-                split["deferred"] += clock() - c1
-                nest.append(f)
-            for f in reversed(nest):
-                answer(f, final, t)
-                t += 0.0001
-                c0 = clock()
-                await am.handle_lifecycle(HttpResponseHeadersHook(f))
-                await am.handle_lifecycle(HttpResponseHook(f))
-                c1 = clock()
-                await asyncio.sleep(0)
-                split["kick response" if f is nest[0] else "response"] += c1 - c0
-                split["deferred"] += clock() - c1
+        for first in range(0, runs, concurrency):
+            wave = range(first, min(first + concurrency, runs))
+            states = {run: payloads(max_hops, run) for run in wave}
+            nests: dict[int, list] = {run: [] for run in wave}
+            for hop in range(1, max_hops + 1):
+                for run in wave:
+                    trace = f"00-{run + 1:032x}-{hop:016x}-03" if hop > 1 else None  # not all zeros
+                    f = make_flow("/a/" if hop % 2 else "/b/", states[run][hop - 1], t, conns,
+                                  (run - first, hop), trace)
+                    t += 0.0001
+                    c0 = clock()
+                    await am.handle_lifecycle(HttpRequestHeadersHook(f))
+                    await am.handle_lifecycle(HttpRequestHook(f))
+                    c1 = clock()
+                    await asyncio.sleep(0)  # what the hooks deferred to the next loop iteration
+                    split["request"] += c1 - c0
+                    split["deferred"] += clock() - c1
+                    nests[run].append(f)
+            for depth in reversed(range(max_hops)):
+                for run in wave:
+                    f = nests[run][depth]
+                    answer(f, final_answer(states[run], max_hops), t)
+                    t += 0.0001
+                    c0 = clock()
+                    await am.handle_lifecycle(HttpResponseHeadersHook(f))
+                    await am.handle_lifecycle(HttpResponseHook(f))
+                    c1 = clock()
+                    await asyncio.sleep(0)
+                    split["kick response" if depth == 0 else "response"] += c1 - c0
+                    split["deferred"] += clock() - c1
         cpu = clock() - cpu0
     hops = runs * max_hops
     return {"total": cpu / hops * 1e6, **{k: v / hops * 1e6 for k, v in split.items()}}
+
+
+def final_answer(states: list[dict], max_hops: int) -> dict:
+    """What every hop of a run that reached MAX_HOPS answers (each passes its partner's up)."""
+    return {"outcome": "max_hops", "stopped_by": "a" if max_hops % 2 else "b", "status": 200,
+            "hops": max_hops, "iteration": (max_hops + 1) // 2, "reason": f"MAX_HOPS={max_hops} reached",
+            "payload": Payload.model_validate(states[-1]).dump()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,15 +213,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--max-hops", type=int, default=10)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--concurrency", type=int, default=1,
+                   help="runs in flight at once (identical kicks: twins the gateway tells apart by answers)")
     a = p.parse_args(argv)
+    if a.concurrency < 1 or a.runs < 1 or a.max_hops < 1:
+        p.error("--runs, --max-hops and --concurrency must be at least 1")
     # the flow set-up (tflow) is counted in both scripts alike and cancels out in the difference
     res: dict[str, list[dict]] = {"proxy_addons.gateway_bare": [], "proxy_addons.gateway": []}
     for _ in range(a.repeat):
         for script, got in res.items():
             with tempfile.TemporaryDirectory() as tmp:
-                got.append(asyncio.run(drive(script, a.runs, a.max_hops, tmp)))
+                got.append(asyncio.run(drive(script, a.runs, a.max_hops, tmp, a.concurrency)))
     bare, full = ({k: statistics.median(r[k] for r in v) for k in ("total", *SPLIT)} for v in res.values())
-    print(f"CPU per hop (median of {a.repeat}): bare {bare['total']:.0f} µs, hoptrace {full['total']:.0f} µs, "
+    print(f"CPU per hop (median of {a.repeat}, concurrency {a.concurrency}): bare {bare['total']:.0f} µs, hoptrace {full['total']:.0f} µs, "
           f"hoptrace adds {full['total'] - bare['total']:.0f} µs")
     table = Table("µs per hop", "bare", "hoptrace", "added", title="CPU by where it runs")
     for k in SPLIT:

@@ -3,8 +3,9 @@
 mitmproxy walks down every addon a script holds on every event and calls each hook through its
 dispatcher (a ``safecall`` context and the hook's arguments rebuilt for every call). A hop has
 eight events (``requestheaders``, ``request``, ``responseheaders``, ``response``, each followed by
-``update``); with seven addons in the script that walk was ≈ 20 % of the instructions hoptrace
-adds to a hop (``bench.addons_cpu`` under callgrind, docs/performance-log.md, "Twelfth stop").
+``update``); with seven addons in the script that walk was ≈ 17 % of the instructions hoptrace
+adds to a hop (``bench.addons_cpu`` under callgrind: 0.93–0.96 M added a hop before, 0.78–0.79 M
+after; docs/performance-log.md, "Twelfth stop").
 The pipeline is the one addon mitmproxy sees: each hook is a plain loop over the parts that
 implement it, in the parts' order, with the semantics the parts had as addons of one script:
 

@@ -90,3 +90,20 @@ def test_the_harness_master_holds_mitmdumps_chain():
     names = asyncio.run(chain())
     assert {"Proxyserver", "ScriptLoader", "TlsConfig", "Dumper", "TermLog", "KeepServing"} <= set(names)
     assert len(names) > 30
+
+
+def test_concurrent_harness_runs_are_twins_told_apart(tmp_path):
+    """At concurrency 4 the kicks are identical: each kick's child is a guess among the open
+    kicks (``lineage+answer``), and every run still ends with exactly its own hops."""
+    asyncio.run(drive("proxy_addons.gateway", 8, 10, str(tmp_path), concurrency=4))
+    (session,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    flows = [r for r in read_jsonl(session / "flows.jsonl") if r.get("type", "flow") == "flow"]
+    runs = read_jsonl(session / "runs.jsonl")
+    assert len(flows) == 80 and len(runs) == 8 and {len(r["hops"]) for r in runs} == {10}
+    assert {f["run"]["evidence"] for f in flows if f["run"]["hop"] == 2} == {"lineage+answer"}
+    traces: dict[str, set] = {}
+    for f in flows:
+        trace = dict(f["request"]["headers"]).get("traceparent")
+        if trace is not None:
+            traces.setdefault(f["run"]["id"], set()).add(trace.split("-")[1])
+    assert sorted(len(t) for t in traces.values()) == [1] * 8 and len(set().union(*traces.values())) == 8
