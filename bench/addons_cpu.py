@@ -215,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--concurrency", type=int, default=1,
                    help="runs in flight at once (identical kicks: twins the gateway tells apart by answers)")
+    p.add_argument("--one", metavar="SCRIPT",
+                   help="drive only this script module (e.g. proxy_addons.gateway), once after a warm-up "
+                        "of 20 runs, and print its CPU a hop: for instruction counts under valgrind")
     a = p.parse_args(argv)
     if a.concurrency < 1 or a.runs < 1 or a.max_hops < 1:
         p.error("--runs, --max-hops and --concurrency must be at least 1")
+    if a.one:
+        return one(a.one, a.runs, a.max_hops, a.concurrency)
     # the flow set-up (tflow) is counted in both scripts alike and cancels out in the difference
     res: dict[str, list[dict]] = {"proxy_addons.gateway_bare": [], "proxy_addons.gateway": []}
     for _ in range(a.repeat):
@@ -234,6 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     print(f"added inside the hooks (a hop's answer waits on it): {waited:.0f} µs per hop; "
           f"deferred: {full['deferred'] - bare['deferred']:.0f} µs per hop")
+    return 0
+
+
+def one(script: str, runs: int, max_hops: int, concurrency: int) -> int:
+    """``--one``: under ``valgrind --tool=callgrind``, the difference between the instructions of
+    two such processes (e.g. 150 and 50 runs) is what the runs between cost, without the start."""
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(drive(script, 20, max_hops, os.path.join(tmp, "warm-up"), concurrency))
+        got = asyncio.run(drive(script, runs, max_hops, tmp, concurrency))
+    print(f"{script}: {got['total']:.0f} µs CPU a hop over {runs} runs")
     return 0
 
 

@@ -107,3 +107,11 @@ def test_concurrent_harness_runs_are_twins_told_apart(tmp_path):
         if trace is not None:
             traces.setdefault(f["run"]["id"], set()).add(trace.split("-")[1])
     assert sorted(len(t) for t in traces.values()) == [1] * 8 and len(set().union(*traces.values())) == 8
+
+
+def test_one_script_for_instruction_counts(capsys):
+    from bench.addons_cpu import main
+
+    assert main(["--one", "proxy_addons.gateway_bare", "--runs", "2", "--max-hops", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("proxy_addons.gateway_bare: ") and "µs CPU a hop over 2 runs" in out
