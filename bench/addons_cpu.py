@@ -23,8 +23,8 @@ gateway tells the twins apart by their answers, as it does under concurrent clie
 
 Until the twelfth stop the master held only mitmproxy's ``Core`` and the script, and sent only
 ``request`` and ``response``: it missed what mitmproxy's dispatch costs per addon of a script on
-each of a hop's eight events (four of them ``update``), which a profile of the real gateway showed
-to be larger than the recording itself (docs/performance-log.md, "Twelfth stop").
+each of a hop's eight events (four of them ``update``), which a profile of the real gateway
+pointed at (docs/performance-log.md, "Twelfth stop").
 """
 
 from __future__ import annotations
@@ -168,6 +168,7 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str, concurrency
         for first in range(0, runs, concurrency):
             wave = range(first, min(first + concurrency, runs))
             states = {run: payloads(max_hops, run) for run in wave}
+            answers = {run: final_answer(states[run], max_hops) for run in wave}
             nests: dict[int, list] = {run: [] for run in wave}
             for hop in range(1, max_hops + 1):
                 for run in wave:
@@ -186,7 +187,7 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str, concurrency
             for depth in reversed(range(max_hops)):
                 for run in wave:
                     f = nests[run][depth]
-                    answer(f, final_answer(states[run], max_hops), t)
+                    answer(f, answers[run], t)
                     t += 0.0001
                     c0 = clock()
                     await am.handle_lifecycle(HttpResponseHeadersHook(f))

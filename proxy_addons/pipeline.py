@@ -26,9 +26,8 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 
-from mitmproxy import ctx, eventsequence, hooks
-
-assert eventsequence  # imported for its side effect: every flow hook is in hooks.all_hooks
+import mitmproxy.eventsequence  # noqa: F401  (imports every flow hook into hooks.all_hooks)
+from mitmproxy import ctx, hooks
 
 
 class Pipeline:

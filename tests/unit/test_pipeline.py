@@ -79,6 +79,10 @@ def test_the_gateway_pipeline_forwards_every_hook_of_its_parts():
         for name in hooks.all_hooks:
             if callable(getattr(part, name, None)):
                 assert callable(getattr(p, name, None)), (type(part).__name__, name)
+    # named, in case mitmproxy's hook registry missed one (it is filled as modules import)
+    for name in ("requestheaders", "request", "response", "error", "server_connected",
+                 "server_disconnected", "client_disconnected", "load", "configure", "running", "done"):
+        assert callable(getattr(p, name, None)), name
     assert not hasattr(p, "update")
 
 
