@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import importlib
 import json
+import logging
 import os
 import statistics
 import tempfile
@@ -72,8 +73,11 @@ def mitmdump_master(module):
     first use as the real gateway makes it), and the script ``module`` loaded where ``-s`` puts
     it, the way mitmproxy's script loader loads one. Nothing listens: the running hook goes to
     the script alone (the proxy server would open its port on it). Log lines go to a TermLog
-    writing to /dev/null, as the real one writes them to its terminal."""
+    writing to /dev/null, as the real one writes them to its terminal, with the log levels
+    mitmdump sets (the root logger at DEBUG: every record reaches mitmproxy's handlers)."""
+    root, before = logging.getLogger(), logging.getLogger().level
     with open(os.devnull, "w") as sink:
+        root.setLevel(logging.DEBUG)  # as mitmproxy.tools.main does
         master = DumpMaster(options.Options(), loop=asyncio.get_running_loop(), with_termlog=False)
         term = TermLog(out=sink)
         master.addons.add(term)
@@ -90,6 +94,7 @@ def mitmdump_master(module):
         finally:
             term.uninstall()
             master._legacy_log_events.uninstall()  # as Master.run does at its end
+            root.setLevel(before)
 
 
 SPLIT = ("request", "response", "kick response", "deferred")  # where a hop's CPU is spent

@@ -16,11 +16,12 @@ from mitmproxy.hooks import UpdateHook
 from proxy_addons import flowmeta
 from proxy_addons.diagnosis import assignment_comment, diagnose, hop_comment, log_line
 from proxy_addons.lineage import LINEAGES, PingPongLineage
+from proxy_addons.logbridge import LOGGER, spare_add_log
 from proxy_addons.recorder import Recorder, cached_record, configured_request_body, forget_record
 from proxy_addons.runs import Assignment, Exchange, Run, RunTracker
 from proxy_addons.runs_model import ENGINE_HEADERS, hop_fields, placement, run_fields
 
-log = logging.getLogger("hoptrace")
+log = logging.getLogger(LOGGER)
 BREAK_MARK = ":red_circle:"  # a service rejected (4xx it originated)
 ERROR_MARK = ":warning:"  # a proxy-level failure (502/504, connection error)
 INJECTED_MARK = ":syringe:"  # the faults addon touched this flow (docs/faults.md)
@@ -72,6 +73,7 @@ class LiveRuns:
     def running(self) -> None:
         self._check_sync()
         self._show_comments()
+        spare_add_log()  # a run's line on the terminal and in mitmweb, not through add_log
 
     def _check_sync(self) -> None:
         """Placement must be made in the request hook itself when another addon selects flows by

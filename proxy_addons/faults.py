@@ -22,8 +22,9 @@ from mitmproxy import command, ctx, exceptions, http
 from proxy_addons import flowmeta
 from proxy_addons.annotate import INJECTED_MARK
 from proxy_addons.faults_rules import Rule, parse_rules, rule_rng
+from proxy_addons.logbridge import LOGGER
 
-log = logging.getLogger("hoptrace")
+log = logging.getLogger(LOGGER)
 INJECTED_SUFFIX = " \u00b7 injected"
 INJECTED_REASON = "injected fault"
 MAX_TRACKED_RUNS = 10_000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from mitmproxy import io
@@ -29,6 +30,9 @@ def test_every_flow_commented_break_marked_runs_logged(start_stack):
     assert sorted(f.id for f in flows) == sorted(recs)  # each flow once
     runs = read_jsonl(st.session / "runs.jsonl")
     assert len(runs) == 30 and {r["outcome"] for r in runs} <= {"broken", "completed"}
+    # and one line per run on the gateway's terminal (the QA engineer's console view)
+    logged = re.findall(r"\] run ([0-9a-f]{8}) (?:completed|broken)", st.gateway.log_path.read_text())
+    assert sorted(logged) == sorted(r["run"] for r in runs)
 
     # the kick answers (ground truth from the services) agree with the runs
     by_kick = {r["hops"][0]["flow_id"]: r for r in runs}

@@ -5,6 +5,7 @@ them (the figures it prints are only worth what its flows are)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from bench.addons_cpu import drive, mitmdump_master, payloads
 from tests.conftest import read_jsonl
@@ -83,11 +84,15 @@ def test_the_harness_dispatches_as_mitmdump_does(tmp_path, monkeypatch, caplog):
 def test_the_harness_master_holds_mitmdumps_chain():
     import types
 
+    before = logging.getLogger().level
+
     async def chain():
         with mitmdump_master(types.ModuleType("empty")) as (master, _):
-            return [type(a).__name__ for a in master.addons.chain]
+            assert logging.getLogger().level == logging.DEBUG  # as mitmdump sets it: every line
+            return [type(a).__name__ for a in master.addons.chain]  # reaches mitmproxy's handlers
 
     names = asyncio.run(chain())
+    assert logging.getLogger().level == before
     assert {"Proxyserver", "ScriptLoader", "TlsConfig", "Dumper", "TermLog", "KeepServing"} <= set(names)
     assert len(names) > 30
 
