@@ -89,7 +89,7 @@ def mitmdump_master(module):
         script.addons.append(module)
         master.addons.invoke_addon_sync(module, hooks.ConfigureHook(set(master.options.keys())))
         try:
-            yield master, module
+            yield master
             master.addons.invoke_addon_sync(module, hooks.DoneHook())
         finally:
             term.uninstall()
@@ -158,12 +158,12 @@ async def drive(script: str, runs: int, max_hops: int, workdir: str, concurrency
     identical (the seed's payload), so concurrent runs are twins the gateway places by answers."""
     mod = importlib.import_module(script)
     importlib.reload(mod)  # fresh addon instances
-    with mitmdump_master(mod) as (master, module):
+    with mitmdump_master(mod) as master:
         opts = {"routes": "/a/=http://127.0.0.1:8001,/b/=http://127.0.0.1:8002", "flow_detail": 0}
         if "hoptrace_dumps" in master.options:
             opts.update(hoptrace_dumps=workdir, hoptrace_har=False)
         master.options.update(**opts)
-        master.addons.invoke_addon_sync(module, hooks.RunningHook())
+        master.addons.invoke_addon_sync(mod, hooks.RunningHook())
         am = master.addons
         conns: dict = {}
         split = dict.fromkeys(SPLIT, 0.0)

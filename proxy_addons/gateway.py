@@ -4,7 +4,7 @@ Order matters: redaction first (it marks each flow so every copy written is reda
 routing (it picks the service), then the annotating addons, the recorder last
 so the record and the .mitm file carry every annotation. Faults (a no-op without rules) comes right
 after LiveRuns: it selects hops by the run placement LiveRuns gives them. mitmproxy sees them as
-one addon (pipeline.py: its walk down seven addons on every event was ≈ 17 % of our cost a hop).
+one addon (pipeline.py: its walk down seven addons on every event was ≈ 14–17 % of our cost a hop).
 """
 
 from proxy_addons.annotate import LiveRuns

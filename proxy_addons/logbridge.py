@@ -23,11 +23,8 @@ class NotOurs(logging.Filter):
         return record.name != LOGGER
 
 
-def spare_add_log() -> int:
-    """Put the filter on each ``add_log`` bridge installed (once each); how many got it."""
-    n = 0
+def spare_add_log() -> None:
+    """Put the filter on each ``add_log`` bridge installed, once each."""
     for h in logging.getLogger().handlers:
         if isinstance(h, LegacyLogEvents) and not any(isinstance(f, NotOurs) for f in h.filters):
             h.addFilter(NotOurs())
-            n += 1
-    return n

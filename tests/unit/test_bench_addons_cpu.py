@@ -87,7 +87,7 @@ def test_the_harness_master_holds_mitmdumps_chain():
     before = logging.getLogger().level
 
     async def chain():
-        with mitmdump_master(types.ModuleType("empty")) as (master, _):
+        with mitmdump_master(types.ModuleType("empty")) as master:
             assert logging.getLogger().level == logging.DEBUG  # as mitmdump sets it: every line
             return [type(a).__name__ for a in master.addons.chain]  # reaches mitmproxy's handlers
 
