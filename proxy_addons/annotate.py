@@ -192,7 +192,9 @@ class LiveRuns:
         if mark:
             flow.marked = mark
         late = flow.id not in self.flows  # it ended after its run was reported (a timed-out hop)
-        for run in self.tracker.end(Exchange.from_record(rec)):
+        # the engine reads only its own headers, as at the start (not all the record's, rebuilt)
+        ex = Exchange.from_record(rec, engine_headers(flow.request.headers.fields))
+        for run in self.tracker.end(ex):
             self._finish(run)
         if late and self.recorder is not None:
             self.recorder.release([flow])
@@ -296,12 +298,13 @@ def engine_headers(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[str, 
     those are decoded (their names are ASCII: ``bytes.lower`` finds them as ``str.lower`` does)."""
     out = []
     for k, v in fields:
-        if k.lower() in _ENGINE_HEADERS:
+        if len(k) in _ENGINE_LENGTHS and k.lower() in _ENGINE_HEADERS:  # most names: no lower()
             out.append((k.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape")))
     return tuple(out)
 
 
 _ENGINE_HEADERS = frozenset(name.encode() for name in ENGINE_HEADERS)
+_ENGINE_LENGTHS = frozenset(len(name) for name in _ENGINE_HEADERS)
 
 
 def _value(body: dict):

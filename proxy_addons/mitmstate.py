@@ -19,7 +19,11 @@ MAX_CONNS = 4096  # cached connection encodings (oldest dropped first)
 
 
 def _snapshot(conn: connection.Connection) -> tuple:
-    return tuple([tuple(v) if type(v) is list else v for v in conn.__dict__.values()])
+    """What the cached encoding of ``conn`` was made from: its fields, lists copied (a list
+    changed in place must not compare equal to itself). Built on a miss only; a hit compares
+    the fields as they are (``tuple(conn.__dict__.values())``: a list equals its copy while
+    their items do)."""
+    return tuple([list(v) if type(v) is list else v for v in conn.__dict__.values()])
 
 
 class MitmEncoder:
@@ -27,10 +31,10 @@ class MitmEncoder:
         self.conns: dict[str, tuple[tuple, tnet.Encoded]] = {}
 
     def conn(self, conn: connection.Connection) -> tnet.Encoded:
-        snap = _snapshot(conn)
         hit = self.conns.get(conn.id)
-        if hit is not None and hit[0] == snap:
+        if hit is not None and hit[0] == tuple(conn.__dict__.values()):
             return hit[1]
+        snap = _snapshot(conn)
         enc = tnet.Encoded(tnet.dumps(conn.get_state()))
         self.conns.pop(conn.id, None)
         if len(self.conns) >= MAX_CONNS:

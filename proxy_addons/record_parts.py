@@ -16,10 +16,10 @@ def type_and_coding(msg: http.Message) -> tuple[str | None, bool]:
     the raw fields, several times cheaper than mitmproxy's str view."""
     types, codings, coded = [], 0, False
     for k, v in msg.headers.fields:
-        k = k.lower()
-        if k == b"content-type":
+        n = len(k)  # only names of those lengths are lowered and compared
+        if n == 12 and k.lower() == b"content-type":
             types.append(v)
-        elif k == b"content-encoding":
+        elif n == 16 and k.lower() == b"content-encoding":
             codings += 1
             coded = coded or v != b""
     ctype = ", ".join([v.decode("utf-8", "surrogateescape") for v in types]) if types else None

@@ -49,6 +49,7 @@ class Redactor:
         # them (ASCII names only: bytes.lower() folds ASCII only)
         ascii_only = all(n.isascii() for n in self.names)
         self.raw_names = {n.encode() for n in self.names} if ascii_only else None
+        self.raw_lengths = frozenset(len(n) for n in self.raw_names or ())  # the others: no lower()
         self.paths = paths
         self.key = key
         # a body that is not whole JSON is redacted whole when it may hold a path: it holds the
@@ -102,10 +103,22 @@ class Redactor:
 
     def headers(self, pairs: list[list[str]]) -> list[list[str]]:
         names = self.names
-        if not names or names.isdisjoint([k.lower() for k, _ in pairs]):
+        if not names or not self._any_named(pairs):
             return pairs  # nothing to redact (nearly always): no copy
         return [[k, self.token(v.encode("utf-8", "surrogateescape")) if k.lower() in names else v]
                 for k, v in pairs]
+
+    def _any_named(self, pairs: list[list[str]]) -> bool:
+        """Is any of these headers to be redacted? With ASCII names, only a header name of one of
+        their lengths is lowered (a name whose ``lower()`` is ASCII keeps its length)."""
+        names = self.names
+        if self.raw_names is None:
+            return not names.isdisjoint([k.lower() for k, _ in pairs])
+        lengths = self.raw_lengths
+        for k, _ in pairs:
+            if len(k) in lengths and k.lower() in names:
+                return True
+        return False
 
     def body(self, body: dict) -> dict:
         """A record BODY with the JSON paths redacted; a body that may hold one of the paths'
@@ -145,8 +158,11 @@ class Redactor:
     def _message_needs(self, msg: http.Message) -> bool:
         names = self.raw_names
         if names is not None:
-            if names and not names.isdisjoint([k.lower() for k, _ in msg.headers.fields]):
-                return True
+            if names:
+                lengths = self.raw_lengths
+                for k, _ in msg.headers.fields:
+                    if len(k) in lengths and k.lower() in names:
+                        return True
         elif any(k.lower() in self.names for k in msg.headers):
             return True
         return bool(self.paths and msg.raw_content and (not self.hints or any(h in self._content(msg) for h in self.hints)))

@@ -57,15 +57,17 @@ class Exchange(msgspec.Struct):
     injected: dict | None = None  # the fault rule the gateway applied (docs/faults.md)
 
     @classmethod
-    def from_record(cls, rec: dict) -> Exchange:
+    def from_record(cls, rec: dict, headers: tuple[tuple[str, str], ...] | None = None) -> Exchange:
         """A flows.jsonl record (v1); unknown fields are ignored, a missing ``ended`` means the
-        exchange is still in flight."""
+        exchange is still in flight. ``headers``: the request headers to use instead of the
+        record's (the live gateway hands over only those the engine reads)."""
         req = rec.get("request") or {}
         resp = rec.get("response")
         value, exact = _body_value(resp.get("body")) if isinstance(resp, dict) else (None, False)
         req_value, _ = _body_value(req.get("body"))
-        headers = tuple([(k, v) if type(k) is str and type(v) is str else (str(k), str(v))
-                         for k, v in (req.get("headers") or ())])
+        if headers is None:
+            headers = tuple([(k, v) if type(k) is str and type(v) is str else (str(k), str(v))
+                             for k, v in (req.get("headers") or ())])
         ended = rec.get("ended")
         return cls(
             flow_id=str(rec["flow_id"]),
@@ -98,7 +100,8 @@ class Exchange(msgspec.Struct):
     @property
     def trace_id(self) -> str | None:
         """The W3C trace-id of the ``traceparent`` header, lower-case; None when absent/invalid."""
-        m = _TRACEPARENT.match(self.header("traceparent") or "")
+        value = self.header("traceparent")
+        m = _TRACEPARENT.match(value) if value else None  # most requests carry none
         return m.group(1).lower() if m and m.group(1) != "0" * 32 else None
 
     @property

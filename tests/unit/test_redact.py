@@ -8,8 +8,11 @@ import gzip
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mitmproxy import exceptions, http
-from mitmproxy.test import taddons, tflow
+from mitmproxy.http import Headers
+from mitmproxy.test import taddons, tflow, tutils
 
 from proxy_addons.recorder import Recorder
 from proxy_addons.redact import Redact, Redactor, parse_paths
@@ -129,3 +132,25 @@ def test_bad_options_are_clear_errors(opt, value, needle):
 def test_redaction_can_be_turned_off(tmp_path):
     files = record(tmp_path, [make_flow()], hoptrace_redact_headers="")
     assert b"Bearer tok-123" in files["flows.jsonl"]
+
+
+_NAMES = st.sampled_from(["Authorization", "AUTHORIZATION", "authorizatioN", "authorisation", "Cookie", "accept",
+                          "Set-Cookie", "connection", "\u212aey", "KEY", "\u0130d", "id"]) | st.text(min_size=1, max_size=14)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NAMES, st.text(max_size=4)), max_size=6),
+       st.sampled_from([{"authorization", "cookie", "set-cookie"}, {"key", "id"}, {"k\u00e9y", "i\u0307d"}]))
+def test_header_checks_skip_no_name_they_should_find(pairs, names):
+    """The checks look only at header names of the configured names' lengths: the same answer
+    as lowering every name (a name whose lower() is ASCII keeps its length; non-ASCII configured
+    names are checked the plain way)."""
+    r = Redactor(names, [], b"k" * 32)
+    assert r._any_named([[k, v] for k, v in pairs]) == any(k.lower() in r.names for k, _ in pairs)
+    msg = tutils.treq()
+    msg.headers = Headers([(k.encode("utf-8", "surrogateescape"), v.encode()) for k, v in pairs])
+    if r.raw_names is not None:  # raw fields, ASCII case-folding (bytes.lower), as before
+        want = not r.raw_names.isdisjoint([k.lower() for k, _ in msg.headers.fields])
+    else:
+        want = any(k.lower() in r.names for k in msg.headers)
+    assert r._message_needs(msg) == want
