@@ -111,14 +111,9 @@ class Redactor:
     def _any_named(self, pairs: list[list[str]]) -> bool:
         """Is any of these headers to be redacted? With ASCII names, only a header name of one of
         their lengths is lowered (a name whose ``lower()`` is ASCII keeps its length)."""
-        names = self.names
         if self.raw_names is None:
-            return not names.isdisjoint([k.lower() for k, _ in pairs])
-        lengths = self.raw_lengths
-        for k, _ in pairs:
-            if len(k) in lengths and k.lower() in names:
-                return True
-        return False
+            return not self.names.isdisjoint([k.lower() for k, _ in pairs])
+        return _any_in(pairs, self.names, self.raw_lengths)
 
     def body(self, body: dict) -> dict:
         """A record BODY with the JSON paths redacted; a body that may hold one of the paths'
@@ -158,11 +153,8 @@ class Redactor:
     def _message_needs(self, msg: http.Message) -> bool:
         names = self.raw_names
         if names is not None:
-            if names:
-                lengths = self.raw_lengths
-                for k, _ in msg.headers.fields:
-                    if len(k) in lengths and k.lower() in names:
-                        return True
+            if names and _any_in(msg.headers.fields, names, self.raw_lengths):
+                return True
         elif any(k.lower() in self.names for k in msg.headers):
             return True
         return bool(self.paths and msg.raw_content and (not self.hints or any(h in self._content(msg) for h in self.hints)))
@@ -192,6 +184,15 @@ class Redactor:
             except ValueError:  # an encoding mitmproxy cannot redo: write it plain
                 msg.headers.pop("content-encoding", None)
                 msg.raw_content = json.dumps(value).encode()
+
+
+def _any_in(pairs, names: set, lengths: frozenset[int]) -> bool:
+    """Is the lowered name of any (name, value) pair in ``names``? Only names of one of
+    ``lengths`` are lowered and looked up (most headers: none)."""
+    for k, _ in pairs:
+        if len(k) in lengths and k.lower() in names:
+            return True
+    return False
 
 
 class Redact:
