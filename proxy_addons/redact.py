@@ -102,18 +102,19 @@ class Redactor:
         return out, hit
 
     def headers(self, pairs: list[list[str]]) -> list[list[str]]:
+        """The pairs with the named headers' values redacted; ``pairs`` itself when none is named
+        (nearly always: no copy). With ASCII names, only header names of their lengths are
+        lowered (a name whose ``lower()`` is ASCII keeps its length)."""
         names = self.names
-        if not names or not self._any_named(pairs):
-            return pairs  # nothing to redact (nearly always): no copy
+        if not names:
+            return pairs
+        if self.raw_names is None:
+            if names.isdisjoint([k.lower() for k, _ in pairs]):
+                return pairs
+        elif not _any_in(pairs, names, self.raw_lengths):
+            return pairs
         return [[k, self.token(v.encode("utf-8", "surrogateescape")) if k.lower() in names else v]
                 for k, v in pairs]
-
-    def _any_named(self, pairs: list[list[str]]) -> bool:
-        """Is any of these headers to be redacted? With ASCII names, only a header name of one of
-        their lengths is lowered (a name whose ``lower()`` is ASCII keeps its length)."""
-        if self.raw_names is None:
-            return not self.names.isdisjoint([k.lower() for k, _ in pairs])
-        return _any_in(pairs, self.names, self.raw_lengths)
 
     def body(self, body: dict) -> dict:
         """A record BODY with the JSON paths redacted; a body that may hold one of the paths'
