@@ -149,8 +149,21 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
             row["hoptrace/bare paired"] = paired(rounds, c)
         if ht and direct and direct["hops_per_s"]:
             row["hoptrace/direct"] = ht["hops_per_s"] / direct["hops_per_s"]
+        if c == 1 and ht and bare and bare["hops_per_s"] and None not in (
+                ht["gateway_cpu_ms_per_hop"], bare["gateway_cpu_ms_per_hop"]):
+            row["hoptrace/bare from CPU"] = cpu_model(
+                1000 / bare["hops_per_s"], ht["gateway_cpu_ms_per_hop"] - bare["gateway_cpu_ms_per_hop"])
         out[str(c)] = row
     return out
+
+
+def cpu_model(bare_hop_ms: float, added_cpu_ms: float, target: float = 0.95) -> dict:
+    """The concurrency-1 ratio from the steadier CPU figures. The hops are nested, so all the
+    gateway's work is in series with the rest, wherever it runs: hops/s ≈ 1 / (T + ΔCPU), the
+    ratio T / (T + ΔCPU), and ``target`` needs ΔCPU ≤ T × (1 / target − 1) (docs/performance.md)."""
+    return {"bare_hop_ms": bare_hop_ms, "added_cpu_ms": added_cpu_ms,
+            "ratio": bare_hop_ms / (bare_hop_ms + added_cpu_ms),
+            "added_cpu_budget_ms": bare_hop_ms * (1 / target - 1)}
 
 
 def paired(rounds: list[dict], c: int) -> dict | None:
@@ -194,6 +207,9 @@ def print_table(result: dict) -> None:
             if pr := row.get("hoptrace/bare paired"):
                 notes.append(f"paired per round {pr['geomean']:.3f} ({pr['min']:.2f}–{pr['max']:.2f} "
                              f"over {pr['rounds']})")
+        if m := row.get("hoptrace/bare from CPU"):
+            notes.append(f"from the CPU: added {m['added_cpu_ms']:.2f} ms/hop (0.95 needs ≤ "
+                         f"{m['added_cpu_budget_ms']:.2f}), T / (T + ΔCPU) {m['ratio']:.3f}")
         if "hoptrace/direct" in row:
             notes.append(f"hoptrace/direct {row['hoptrace/direct']:.3f}")
         if notes:

@@ -32,3 +32,5 @@ def test_the_gateway_bench_runs_and_reports_progress(tmp_path, capsys):
     rec = res["records"]["hoptrace"]
     assert rec["flows.jsonl"] == rec["hops_answered"] > 0
     assert "hoptrace/bare" in res["summary"]["1"] and "hoptrace/bare paired" in res["summary"]["2"]
+    model = res["summary"]["1"]["hoptrace/bare from CPU"]
+    assert 0 < model["ratio"] and model["added_cpu_budget_ms"] > 0
