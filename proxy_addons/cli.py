@@ -100,10 +100,31 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         stopping, rc = True, 0
     console.print("stopping …" if stopping else "stopping the others …")
-    st.stop()
+    stop_stack(st, session)
     har = session / "flows.har"
-    console.print(f"stopped. dumps in {session}/" + (" (flows.har written)" if har.exists() else ""))
+    console.print(f"stopped. dumps in {session}/" + (" (flows.har written)" if har.exists() else
+                                                      " (flows.har not written: see logs/gateway.log)"))
     return rc
+
+
+HAR_WAIT = 600.0  # s the gateway may take to write flows.har at shutdown (≈ 0.6 ms a flow)
+
+
+def stop_stack(st, session: Path) -> None:
+    """Stop the stack, giving the gateway time to write flows.har (a long session takes a
+    while: say so); a second Ctrl-C skips it: every process is killed by PID, flows.mitm and
+    flows.jsonl are complete already."""
+    mitm = session / "flows.mitm"
+    size = mitm.stat().st_size if mitm.exists() else 0
+    if size > 10 << 20:
+        console.print(f"the gateway writes flows.har from flows.mitm ({size / 1e6:.0f} MB) before it exits; "
+                      "Ctrl-C again to skip it")
+    try:
+        st.stop(gateway_timeout=HAR_WAIT)
+    except KeyboardInterrupt:
+        st.kill()
+        (session / "flows.har.part").unlink(missing_ok=True)
+        console.print("flows.har skipped")
 
 
 def cmd_kick(args: argparse.Namespace) -> int:

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import mitmproxy
-from mitmproxy import ctx, exceptions, http, io
-from mitmproxy.addons.savehar import SaveHar
+from mitmproxy import ctx, exceptions, http
 
 from proxy_addons.bodies import DEFAULT_MAX_BODY
 from proxy_addons import flowmeta, tnet
+from proxy_addons.har import export_har
 from proxy_addons.mitmstate import MitmEncoder
 from proxy_addons.record_parts import headers_list, make_utf8_safe, message_body
 from proxy_addons.session import new_session_dir, open_session_dir, write_json
@@ -262,20 +262,18 @@ class Recorder:
     def done(self) -> None:
         self.close()
         if self.session is not None and ctx.options.hoptrace_har:
-            export_har(self.session / "flows.mitm", self.session / "flows.har")
+            write_har(self.session)
 
 
-def export_har(mitm: Path, har: Path) -> int:
-    """Convert a .mitm file into HAR with mitmproxy's own exporter; returns the flow count."""
-    if not mitm.exists():
-        return 0
-    flows = []
-    with open(mitm, "rb") as f:
-        try:
-            flows.extend(fl for fl in io.FlowReader(f).stream() if isinstance(fl, http.HTTPFlow))
-        except exceptions.FlowReadException as exc:  # a cut last flow (killed gateway)
-            log.warning("hoptrace: %s: %s; exporting the %d flows before it", mitm, exc, len(flows))
-    SaveHar().export_har(flows, str(har))
-    har.chmod(0o600)
-    log.info("hoptrace: wrote %s (%d flows)", har, len(flows))
-    return len(flows)
+def write_har(session: Path) -> None:
+    """flows.har from the session's flows.mitm, saying how far it got (a long session takes a
+    while: ≈ 0.6 ms a flow, mostly mitmproxy reading them back); never raises: the other files
+    are written already, and flows.mitm holds every flow."""
+    har = session / "flows.har"
+    log.info("hoptrace: writing %s from flows.mitm …", har)
+    try:
+        n = export_har(session / "flows.mitm", har, lambda k: log.info("hoptrace: flows.har: %d flows …", k))
+    except Exception as exc:
+        log.error("hoptrace: %s not written: %s (flows.mitm holds every flow)", har, exc)
+    else:
+        log.info("hoptrace: wrote %s (%d flows)", har, n)

@@ -196,9 +196,16 @@ class Stack:
     def procs(self) -> list[Proc]:
         return [self.gateway, self.a, self.b]
 
-    def stop(self) -> None:
-        for p in self.procs():
+    def stop(self, gateway_timeout: float = 10.0) -> None:
+        """The gateway first (no hop is cut by a service going away), given ``gateway_timeout``
+        seconds to finish its shutdown (it writes flows.har from flows.mitm then)."""
+        self.gateway.stop(gateway_timeout)
+        for p in (self.a, self.b):
             p.stop()
+
+    def kill(self) -> None:
+        for p in self.procs():
+            p.kill()
 
 
 def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,

@@ -16,7 +16,7 @@ import pytest
 from proxy_addons import load
 from proxy_addons import stack as stk
 from proxy_addons.dumpio import ReadReport, read_records
-from proxy_addons.recorder import export_har
+from proxy_addons.har import export_har
 from tests.conftest import SEED_KICK
 
 pytestmark = pytest.mark.e2e

@@ -10,7 +10,8 @@ import json
 from mitmproxy import io
 from mitmproxy.test import taddons, tflow
 
-from proxy_addons.recorder import Recorder, export_har
+from proxy_addons.har import export_har
+from proxy_addons.recorder import Recorder
 from proxy_addons.flowmeta import SERVICE as SERVICE_KEY
 from tests.conftest import read_jsonl
 
