@@ -66,3 +66,10 @@ def test_optional_jaeger_profile_receives_otlp_and_shows_its_ui_on_loopback():
         assert SERVICES[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "${OTEL_EXPORTER_OTLP_ENDPOINT:-}"
     header = (ROOT / "docker-compose.yml").read_text().split("services:")[0]
     assert "OTEL_EXPORTER_OTLP_ENDPOINT=http://jaeger:4318" in header and "--profile tracing" in header
+
+
+def test_the_gateway_has_time_to_write_its_har_when_stopped():
+    """SIGTERM, then SIGKILL after the grace period: flows.har takes ≈ 0.6 ms a flow at shutdown."""
+    grace = SERVICES["proxy"]["stop_grace_period"]
+    m = re.fullmatch(r"(\d+)([ms])", grace)
+    assert m and int(m[1]) * (60 if m[2] == "m" else 1) >= 300
