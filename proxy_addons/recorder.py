@@ -270,6 +270,9 @@ def write_har(session: Path) -> None:
     while: ≈ 0.6 ms a flow, mostly mitmproxy reading them back); never raises: the other files
     are written already, and flows.mitm holds every flow."""
     har = session / "flows.har"
+    if not (session / "flows.mitm").exists():
+        log.info("hoptrace: no flows.mitm in %s: no flows.har", session)
+        return
     log.info("hoptrace: writing %s from flows.mitm …", har)
     try:
         n = export_har(session / "flows.mitm", har, lambda k: log.info("hoptrace: flows.har: %d flows …", k))

@@ -104,8 +104,12 @@ def test_a_failure_leaves_no_archive_and_no_part(tmp_path, monkeypatch):
 
 
 def test_the_recorder_says_so_and_goes_on_when_it_cannot(tmp_path, monkeypatch, caplog):
-    _mitm(tmp_path, _flows())
     caplog.set_level(logging.INFO)
+    write_har(tmp_path)  # nothing recorded (no flows.mitm): no archive, and no claim of one
+    assert "no flows.har" in caplog.text and "wrote" not in caplog.text
+    assert not (tmp_path / "flows.har").exists()
+    caplog.clear()
+    _mitm(tmp_path, _flows())
     write_har(tmp_path)
     assert "wrote" in caplog.text and (tmp_path / "flows.har").exists()
     caplog.clear()
