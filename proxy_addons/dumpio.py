@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -91,22 +91,28 @@ def _jsonl_records(p: Path, report: ReadReport) -> Iterator[dict]:
             yield rec
 
 
-def _mitm_records(p: Path, report: ReadReport) -> Iterator[dict]:
+def http_flows(p: Path, skip: Callable[[str, str], None]) -> Iterator:
+    """The HTTP flows of a .mitm file, one at a time, as mitmproxy reads them; any other flow, and
+    a cut or unreadable end (a killed writer), told to ``skip(where, why)``."""
     from mitmproxy import exceptions, http, io
 
+    with open(p, "rb") as f:
+        try:
+            for fl in io.FlowReader(f).stream():
+                if not isinstance(fl, http.HTTPFlow):
+                    skip(f"flow {fl.id}", f"not HTTP ({type(fl).__name__})")
+                    continue
+                yield fl
+        except exceptions.FlowReadException as exc:
+            skip("end of file", f"cut or unreadable flow: {exc}")
+
+
+def _mitm_records(p: Path, report: ReadReport) -> Iterator[dict]:
     from proxy_addons.recorder import flow_record
 
-    with open(p, "rb") as f:
-        reader = io.FlowReader(f)
-        try:
-            for fl in reader.stream():
-                if not isinstance(fl, http.HTTPFlow):
-                    report.skip(f"flow {fl.id}", f"not HTTP ({type(fl).__name__})")
-                    continue
-                report.read += 1
-                yield flow_record(fl)
-        except exceptions.FlowReadException as exc:
-            report.skip("end of file", f"cut or unreadable flow: {exc}")
+    for fl in http_flows(p, report.skip):
+        report.read += 1
+        yield flow_record(fl)
 
 
 def _har_time(entry: dict) -> float:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
-from mitmproxy import exceptions, http, io, version
+from mitmproxy import version
 from mitmproxy.addons.savehar import SaveHar
 
+from proxy_addons.dumpio import http_flows
 from proxy_addons.sink import open_private
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,6 @@ def _entry(entry: dict) -> bytes:
         return json.dumps(entry, indent=2).encode()
 
 
-def _http_flows(mitm: Path) -> Iterator[http.HTTPFlow]:
-    with open(mitm, "rb") as f:
-        try:
-            for fl in io.FlowReader(f).stream():
-                if isinstance(fl, http.HTTPFlow):
-                    yield fl
-        except exceptions.FlowReadException as exc:  # a cut last flow (killed gateway)
-            log.warning("hoptrace: %s: %s; exporting the flows before it", mitm, exc)
-
-
 def export_har(mitm: Path, har: Path, progress: Callable[[int], None] | None = None) -> int:
     """Convert a .mitm file into HAR with mitmproxy's entry builder; returns the flow count.
     ``progress`` is told the flows written so far, every ``PROGRESS_EVERY`` flows."""
@@ -58,10 +49,14 @@ def export_har(mitm: Path, har: Path, progress: Callable[[int], None] | None = N
     part = har.with_name(har.name + ".part")
     part.unlink(missing_ok=True)
     builder, servers_seen, n = SaveHar(), set(), 0
+
+    def skipped(where: str, why: str) -> None:  # a cut last flow (killed gateway): the rest is exported
+        log.warning("hoptrace: %s: %s: %s", mitm, where, why)
+
     try:
         with os.fdopen(open_private(part), "wb", buffering=1 << 20) as out:
             out.write(_head())
-            for fl in _http_flows(mitm):
+            for fl in http_flows(mitm, skipped):
                 out.write(b",\n" * (n > 0) + _entry(builder.flow_entry(fl, servers_seen)))
                 n += 1
                 if progress is not None and n % PROGRESS_EVERY == 0:
