@@ -197,8 +197,8 @@ class Stack:
         return [self.gateway, self.a, self.b]
 
     def stop(self, gateway_timeout: float = 10.0) -> None:
-        """The gateway first (no hop is cut by a service going away), given ``gateway_timeout``
-        seconds to finish its shutdown (it writes flows.har from flows.mitm then)."""
+        """The gateway first, so that no 502 of a service going away is recorded as a break; it
+        is given ``gateway_timeout`` seconds to finish (it writes flows.har from flows.mitm then)."""
         self.gateway.stop(gateway_timeout)
         for p in (self.a, self.b):
             p.stop()
