@@ -17,7 +17,9 @@ Figures per mode and concurrency:
                 every run of every round
   paired        hoptrace/bare within each round (the two measured seconds apart), their geometric
                 mean over the rounds, with the lowest and highest: steadier than the ratio of the
-                two medians when the machine drifts
+                two medians when the machine drifts; and a 95 % bootstrap interval of that mean
+                (the rounds resampled), which says whether the rounds could tell the ratio from
+                the 0.95 target at all: on this VM single rounds spread ±15 %
 Every run must end ``max_hops`` with exactly MAX_HOPS hops, or it is counted as failed; the
 hoptrace modes' flows.jsonl must hold one record per hop.
 """
@@ -26,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import statistics
 import tempfile
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from bench.machine import machine, progress, write_json
 from bench.modes import MODES, Setup, start_all
+from bench.ratios import cpu_model, paired, verdict
 from proxy_addons.load import drive
 
 
@@ -157,28 +159,6 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
     return out
 
 
-def cpu_model(bare_hop_ms: float, added_cpu_ms: float, target: float = 0.95) -> dict:
-    """The concurrency-1 ratio from the steadier CPU figures. The hops are nested, so all the
-    gateway's work is in series with the rest, wherever it runs: hops/s ≈ 1 / (T + ΔCPU), the
-    ratio T / (T + ΔCPU), and ``target`` needs ΔCPU ≤ T × (1 / target − 1) (docs/performance.md)."""
-    return {"bare_hop_ms": bare_hop_ms, "added_cpu_ms": added_cpu_ms,
-            "ratio": bare_hop_ms / (bare_hop_ms + added_cpu_ms),
-            "added_cpu_budget_ms": bare_hop_ms * (1 / target - 1)}
-
-
-def paired(rounds: list[dict], c: int) -> dict | None:
-    """hoptrace/bare per round at concurrency ``c``: geometric mean, lowest, highest."""
-    by: dict[int, dict[str, float]] = {}
-    for r in rounds:
-        if r["concurrency"] == c and r["hops_per_s"]:
-            by.setdefault(r["round"], {})[r["mode"]] = r["hops_per_s"]
-    ratios = [m["hoptrace"] / m["bare"] for m in by.values() if "hoptrace" in m and "bare" in m]
-    if not ratios:
-        return None
-    return {"geomean": math.exp(statistics.fmean(math.log(x) for x in ratios)), "min": min(ratios),
-            "max": max(ratios), "rounds": len(ratios)}
-
-
 def print_table(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -205,8 +185,10 @@ def print_table(result: dict) -> None:
             notes.append(f"hoptrace/bare {row['hoptrace/bare']:.3f} (target ≥ 0.95), "
                          f"added p50 {row['added_p50_ms_over_bare']:+.2f} ms/hop (target ≤ 0.2)")
             if pr := row.get("hoptrace/bare paired"):
+                ci = pr.get("interval95")
                 notes.append(f"paired per round {pr['geomean']:.3f} ({pr['min']:.2f}–{pr['max']:.2f} "
-                             f"over {pr['rounds']})")
+                             f"over {pr['rounds']}" + (f"; 95 % interval {ci[0]:.3f}–{ci[1]:.3f}, "
+                                                       f"{verdict(ci)})" if ci else ")"))
         if m := row.get("hoptrace/bare from CPU"):
             notes.append(f"from the CPU: added {m['added_cpu_ms']:.2f} ms/hop (0.95 needs ≤ "
                          f"{m['added_cpu_budget_ms']:.2f}), T / (T + ΔCPU) {m['ratio']:.3f}")

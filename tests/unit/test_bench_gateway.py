@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bench.gateway import cpu_model, summarize
+from bench.ratios import bootstrap_interval, geomean, paired, pool, verdict
 
 
 def test_the_model_is_the_serial_sum_and_its_budget_meets_the_target_exactly():
@@ -29,3 +32,81 @@ def test_the_summary_gives_it_at_concurrency_1_only():
     assert m["added_cpu_ms"] == pytest.approx(0.25)
     assert m["ratio"] == pytest.approx(4.0 / 4.25)
     assert "hoptrace/bare from CPU" not in s["16"]  # saturated cores: not a serial sum
+
+
+def test_the_paired_interval_is_reproducible_holds_the_mean_and_widens_with_the_spread():
+    tight = [0.94, 0.95, 0.96, 0.95, 0.94, 0.96, 0.95, 0.95]
+    wide = [0.80, 1.10, 0.85, 1.05, 0.90, 1.15, 0.82, 1.00]
+    lo, hi = bootstrap_interval(tight)
+    assert bootstrap_interval(tight) == (lo, hi)  # a fixed seed: the same rounds, the same interval
+    assert lo < geomean(tight) < hi
+    wlo, whi = bootstrap_interval(wide)
+    assert wlo < geomean(wide) < whi
+    assert whi - wlo > 3 * (hi - lo)
+    assert min(wide) < wlo and whi < max(wide)  # an interval of the mean, not the rounds' range
+    assert bootstrap_interval([0.9, 0.9, 0.9]) == pytest.approx((0.9, 0.9))
+    assert bootstrap_interval([0.9, 1.0]) is None  # too few rounds to say anything
+
+
+def test_the_verdict_says_whether_the_rounds_can_tell_the_ratio_from_the_target():
+    assert verdict((0.951, 0.99)) == "above 0.95"
+    assert verdict((0.90, 0.949)) == "below 0.95"
+    assert verdict((0.93, 0.97)) == "0.95 inside: cannot tell"
+
+
+def test_paired_gives_the_interval_from_three_rounds_on():
+    p = paired(_rounds([0.9, 0.95, 1.0, 0.97]), 1)
+    assert p["rounds"] == 4 and p["min"] == pytest.approx(0.9) and p["max"] == pytest.approx(1.0)
+    assert p["geomean"] == pytest.approx(geomean([0.9, 0.95, 1.0, 0.97]))
+    lo, hi = p["interval95"]
+    assert 0.9 <= lo < p["geomean"] < hi <= 1.0
+    assert "interval95" not in paired(_rounds([0.9, 0.95]), 1)
+
+
+def _rounds(ratios, c=1):
+    out = []
+    for i, r in enumerate(ratios):
+        out += [_round("bare", c, 250, 1.7, i), _round("hoptrace", c, 250 * r, 1.9, i)]
+    return out
+
+
+def test_pooling_stored_runs_takes_every_round_and_narrows_the_interval():
+    a, b = [0.90, 0.97, 0.93, 0.99, 0.92, 0.96], [0.94, 0.91, 0.98, 0.95, 0.93, 0.97]
+    rows = pool({"a.json": {"rounds": _rounds(a)}, "b.json": {"rounds": _rounds(b)},
+                 "c16-only.json": {"rounds": _rounds([1.0, 1.0, 1.0], c=16)}}, 1)
+    assert [name for name, _ in rows] == ["a.json", "b.json", "pooled"]  # no row without rounds at c
+    pooled = rows[-1][1]
+    assert pooled["rounds"] == 12 and pooled["geomean"] == pytest.approx(geomean(a + b))
+    width = [s["interval95"][1] - s["interval95"][0] for _, s in rows]
+    assert width[2] < min(width[:2])
+    assert [name for name, _ in pool({"a.json": {"rounds": _rounds(a)}}, 1)] == ["a.json"]  # nothing to pool
+
+
+def test_the_ratios_command_prints_each_result_and_the_pool_and_refuses_what_is_not_a_result(tmp_path, capsys):
+    from bench.ratios import main
+
+    for name, ratios in (("one.json", [0.9, 0.95, 1.0]), ("two.json", [0.96, 0.97, 0.98])):
+        (tmp_path / name).write_text(json.dumps({"rounds": _rounds(ratios)}))
+    assert main([str(tmp_path / "one.json"), str(tmp_path / "two.json"), "--concurrency", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "one" in out and "two" in out and "pooled" in out
+    assert f"{geomean([0.9, 0.95, 1.0, 0.96, 0.97, 0.98]):.3f}" in out
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text(json.dumps({"what": "not a gateway run"}))
+    for bad in ("bad.json", "other.json", "missing.json"):
+        with pytest.raises(SystemExit) as exc:
+            main([str(tmp_path / bad)])
+        assert exc.value.code == 2
+        assert bad in capsys.readouterr().err
+
+
+def test_the_printed_notes_give_the_interval_and_its_verdict(capsys):
+    from bench.gateway import print_table
+
+    rounds = _rounds([0.93, 0.95, 0.97, 0.94])
+    result = {"summary": summarize(rounds, ["bare", "hoptrace"], [1]), "records": {},
+              "params": {"max_hops": 10, "rounds": 4, "modes": ["bare", "hoptrace"]}}
+    print_table(result)
+    out = " ".join(capsys.readouterr().out.split())  # rich may wrap the line
+    lo, hi = result["summary"]["1"]["hoptrace/bare paired"]["interval95"]
+    assert f"95 % interval {lo:.3f}–{hi:.3f}, 0.95 inside: cannot tell" in out
