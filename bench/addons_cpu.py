@@ -50,9 +50,9 @@ from mitmproxy.proxy.layers.http import (
 )
 from mitmproxy.test import tflow, tutils
 from mitmproxy.tools.dump import DumpMaster
-from rich.console import Console
 from rich.table import Table
 
+from bench.machine import console
 from services.payload import Payload
 
 
@@ -242,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     for k in SPLIT:
         table.add_row(k, f"{bare[k]:.0f}", f"{full[k]:.0f}", f"{full[k] - bare[k]:+.0f}")
     waited = sum(full[k] - bare[k] for k in SPLIT if k != "deferred")
-    Console().print(table)
+    console().print(table)
     print(f"added inside the hooks (a hop's answer waits on it): {waited:.0f} µs per hop; "
           f"deferred: {full['deferred'] - bare['deferred']:.0f} µs per hop")
     return 0

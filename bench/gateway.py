@@ -19,7 +19,8 @@ Figures per mode and concurrency:
                 mean over the rounds, with the lowest and highest: steadier than the ratio of the
                 two medians when the machine drifts; and a 95 % bootstrap interval of that mean
                 (the rounds resampled), which says whether the rounds could tell the ratio from
-                the 0.95 target at all: on this VM single rounds spread ±15 %
+                the 0.95 target at all: on this VM single rounds spread ±15 % (bench/ratios.py);
+                the same for the added p50 (hoptrace's median hop minus bare's, per round)
 Every run must end ``max_hops`` with exactly MAX_HOPS hops, or it is counted as failed; the
 hoptrace modes' flows.jsonl must hold one record per hop.
 """
@@ -35,9 +36,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.machine import console as bench_console
 from bench.machine import machine, progress, write_json
 from bench.modes import MODES, Setup, start_all
-from bench.ratios import cpu_model, paired, verdict
+from bench.ratios import added_p50, cpu_model, paired, verdict, verdict_at_most
 from proxy_addons.load import drive
 
 
@@ -149,6 +151,7 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
             row["hoptrace/bare"] = ht["hops_per_s"] / bare["hops_per_s"]
             row["added_p50_ms_over_bare"] = ht["p50_ms"] - bare["p50_ms"]
             row["hoptrace/bare paired"] = paired(rounds, c)
+            row["added p50 paired"] = added_p50(rounds, c)
         if ht and direct and direct["hops_per_s"]:
             row["hoptrace/direct"] = ht["hops_per_s"] / direct["hops_per_s"]
         if c == 1 and ht and bare and bare["hops_per_s"] and None not in (
@@ -160,7 +163,6 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
 
 
 def print_table(result: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, "
@@ -177,7 +179,7 @@ def print_table(result: dict) -> None:
                       "-" if cpu is None else f"{cpu:.2f}", "-" if svc is None else f"{svc:.2f}",
                       str(f["failed_runs"]))
         t.add_section()
-    console = Console()
+    console = bench_console()
     console.print(t)
     for c, row in result["summary"].items():
         notes = []
@@ -188,7 +190,10 @@ def print_table(result: dict) -> None:
                 ci = pr.get("interval95")
                 notes.append(f"paired per round {pr['geomean']:.3f} ({pr['min']:.2f}–{pr['max']:.2f} "
                              f"over {pr['rounds']}" + (f"; 95 % interval {ci[0]:.3f}–{ci[1]:.3f}, "
-                                                       f"{verdict(ci)})" if ci else ")"))
+                                                       f"target: {verdict(ci)})" if ci else ")"))
+            if (ap := row.get("added p50 paired")) and (ci := ap.get("interval95")):
+                notes.append(f"added p50 paired per round {ap['mean_ms']:+.2f} ms (95 % interval "
+                             f"{ci[0]:+.2f}–{ci[1]:+.2f}, target: {verdict_at_most(ci)})")
         if m := row.get("hoptrace/bare from CPU"):
             notes.append(f"from the CPU: added {m['added_cpu_ms']:.2f} ms/hop (0.95 needs ≤ "
                          f"{m['added_cpu_budget_ms']:.2f}), T / (T + ΔCPU) {m['ratio']:.3f}")

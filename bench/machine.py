@@ -14,8 +14,8 @@ def machine() -> dict:
     import mitmproxy.version
 
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor()
     return {
@@ -39,3 +39,15 @@ def progress(msg: str) -> None:
     runs for ~15 minutes, and its tables come only at the end."""
     took = int(time.monotonic() - _T0)
     print(f"[{took // 60:d}:{took % 60:02d}] {msg}", file=sys.stderr, flush=True)
+
+
+LOG_WIDTH = 160  # columns of a table written to a file or a pipe (`make bench > bench.log`)
+
+
+def console():
+    """A rich console for the benchmarks' tables: the terminal's width on a terminal; written to a
+    file or a pipe, where rich would assume 80 columns and cut every figure to "…", a wide one."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=LOG_WIDTH)

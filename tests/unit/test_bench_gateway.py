@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.gateway import cpu_model, summarize
-from bench.ratios import bootstrap_interval, geomean, paired, pool, verdict
+from bench.ratios import added_p50, bootstrap_interval, geomean, paired, pool, verdict, verdict_at_most
 
 
 def test_the_model_is_the_serial_sum_and_its_budget_meets_the_target_exactly():
@@ -49,9 +49,12 @@ def test_the_paired_interval_is_reproducible_holds_the_mean_and_widens_with_the_
 
 
 def test_the_verdict_says_whether_the_rounds_can_tell_the_ratio_from_the_target():
-    assert verdict((0.951, 0.99)) == "above 0.95"
-    assert verdict((0.90, 0.949)) == "below 0.95"
-    assert verdict((0.93, 0.97)) == "0.95 inside: cannot tell"
+    assert verdict((0.95, 0.99)) == "met"
+    assert verdict((0.90, 0.949)) == "missed"
+    assert verdict((0.93, 0.97)) == "cannot tell"
+    assert verdict_at_most((0.05, 0.2)) == "met"  # the added p50's target is a ceiling
+    assert verdict_at_most((0.21, 0.5)) == "missed"
+    assert verdict_at_most((0.1, 0.3)) == "cannot tell"
 
 
 def test_paired_gives_the_interval_from_three_rounds_on():
@@ -74,12 +77,12 @@ def test_pooling_stored_runs_takes_every_round_and_narrows_the_interval():
     a, b = [0.90, 0.97, 0.93, 0.99, 0.92, 0.96], [0.94, 0.91, 0.98, 0.95, 0.93, 0.97]
     rows = pool({"a.json": {"rounds": _rounds(a)}, "b.json": {"rounds": _rounds(b)},
                  "c16-only.json": {"rounds": _rounds([1.0, 1.0, 1.0], c=16)}}, 1)
-    assert [name for name, _ in rows] == ["a.json", "b.json", "pooled"]  # no row without rounds at c
+    assert [name for name, _, _ in rows] == ["a.json", "b.json", "pooled"]  # no row without rounds at c
     pooled = rows[-1][1]
     assert pooled["rounds"] == 12 and pooled["geomean"] == pytest.approx(geomean(a + b))
-    width = [s["interval95"][1] - s["interval95"][0] for _, s in rows]
+    width = [s["interval95"][1] - s["interval95"][0] for _, s, _ in rows]
     assert width[2] < min(width[:2])
-    assert [name for name, _ in pool({"a.json": {"rounds": _rounds(a)}}, 1)] == ["a.json"]  # nothing to pool
+    assert [name for name, _, _ in pool({"a.json": {"rounds": _rounds(a)}}, 1)] == ["a.json"]  # nothing to pool
 
 
 def test_the_ratios_command_prints_each_result_and_the_pool_and_refuses_what_is_not_a_result(tmp_path, capsys):
@@ -109,4 +112,46 @@ def test_the_printed_notes_give_the_interval_and_its_verdict(capsys):
     print_table(result)
     out = " ".join(capsys.readouterr().out.split())  # rich may wrap the line
     lo, hi = result["summary"]["1"]["hoptrace/bare paired"]["interval95"]
-    assert f"95 % interval {lo:.3f}–{hi:.3f}, 0.95 inside: cannot tell" in out
+    assert f"95 % interval {lo:.3f}–{hi:.3f}, target: cannot tell" in out
+
+
+def test_the_added_p50_is_paired_per_round_and_judged_against_its_ceiling(capsys):
+    from bench.gateway import print_table
+
+    rounds = []
+    for i, added in enumerate([0.30, 0.35, 0.40, 0.32]):  # each round: hoptrace's hops that much slower
+        rounds += [{**_round("bare", 1, 250, 1.7, i), "hop_ms": [3.8, 4.0, 4.2]},
+                   {**_round("hoptrace", 1, 240, 1.9, i), "hop_ms": [3.8 + added, 4.0 + added, 4.2 + added]}]
+    a = added_p50(rounds, 1)
+    assert a["rounds"] == 4 and a["mean_ms"] == pytest.approx(0.3425)
+    assert a["min"] == pytest.approx(0.30) and a["max"] == pytest.approx(0.40)
+    lo, hi = a["interval95"]
+    assert 0.30 <= lo < a["mean_ms"] < hi <= 0.40 and verdict_at_most((lo, hi)) == "missed"
+    result = {"summary": summarize(rounds, ["bare", "hoptrace"], [1]), "records": {},
+              "params": {"max_hops": 10, "rounds": 4, "modes": ["bare", "hoptrace"]}}
+    assert result["summary"]["1"]["added p50 paired"] == a
+    print_table(result)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"added p50 paired per round +0.34 ms (95 % interval {lo:+.2f}–{hi:+.2f}, target: missed)" in out
+    pooled = pool({"x.json": {"rounds": rounds}, "y.json": {"rounds": rounds}}, 1)[-1]
+    assert pooled[0] == "pooled" and pooled[2]["rounds"] == 8
+
+
+def test_tables_written_to_a_file_are_wide_enough_for_every_figure(tmp_path, monkeypatch):
+    """`make bench > bench.log`: rich assumes 80 columns off a terminal and cut the gateway
+    table's figures to "…" (the fifteenth stop's log); off a terminal the bench tables are wide."""
+    from bench.gateway import print_table
+    from bench.machine import LOG_WIDTH
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rounds = _rounds([0.93, 0.95, 0.97])
+    result = {"summary": summarize(rounds, ["bare", "hoptrace"], [1]), "records": {},
+              "params": {"max_hops": 10, "rounds": 3, "modes": ["bare", "hoptrace"]}}
+    log = tmp_path / "bench.log"
+    with open(log, "w") as f:
+        monkeypatch.setattr("sys.stdout", f)
+        print_table(result)
+    text = log.read_text()
+    assert "…" not in text
+    assert "gateway CPU ms/hop" in text and "services CPU ms/hop" in text
+    assert max(len(line) for line in text.splitlines()) <= LOG_WIDTH
