@@ -8,8 +8,10 @@ modes alike. Each measurement is preceded by a few untimed runs at its own concu
 concurrencies are not mixed within a round: a mode's concurrency-16 burst slows its next
 concurrency-1 measurement by 20–40 %, even one or two measurements later, and not by the same
 amount for every mode, so a rotation did not cancel it (docs/performance-log.md, fifth stop). The
-default number of rounds (8) is a multiple of the number of modes (4, and 2 for ``--modes bare
-hoptrace``): every mode takes every place equally often.
+default numbers of rounds (24 at concurrency 1, 8 at the others) are multiples of the number of
+modes (4, and 2 for ``--modes bare hoptrace``): every mode takes every place equally often. A
+concurrency-1 round takes seconds, and its ratio needs the rounds: one round's hoptrace/bare
+spreads ±15 % and more on a shared VM, so 8 rounds told it only to about ±0.05 (bench/ratios.py).
 
 Figures per mode and concurrency:
   hops/s        hops answered per wall second (median over rounds)
@@ -91,9 +93,10 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
         for m in a.modes:  # warm-up: connections, imports, JITless caches
             hops_sent[m] += measure_once(setups[m], a.warmup, 4, a.max_hops, a.time_limit)["ok"] * a.max_hops
         for c in a.concurrency:  # one concurrency's rounds, then the next: see the module doc
-            for r in range(a.rounds):
+            of = a.rounds_at[c]
+            for r in range(of):
                 if r:
-                    _round_done(rounds, a.modes, c, r - 1, a.rounds)
+                    _round_done(rounds, a.modes, c, r - 1, of)
                 order = list(a.modes[r % len(a.modes):]) + list(a.modes[:r % len(a.modes)])
                 for m in order:
                     n = a.runs * c if c > 1 else a.runs
@@ -106,7 +109,7 @@ def run_bench(a: argparse.Namespace, workdir: Path) -> dict:
                     if a.verbose:
                         print(f"round {r} c={c:<2} {m:<13} {res['hops_per_s']:8.0f} hops/s "
                               f"({res['ok']}/{res['runs']} ok) {res['failures'] or ''}", flush=True)
-            _round_done(rounds, a.modes, c, a.rounds - 1, a.rounds)
+            _round_done(rounds, a.modes, c, of - 1, of)
         recorded = {m: _records(s.session) for m, s in setups.items() if s.session}
     finally:
         for s in setups.values():
@@ -165,8 +168,10 @@ def summarize(rounds: list[dict], modes, concurrencies) -> dict:
 def print_table(result: dict) -> None:
     from rich.table import Table
 
-    t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, "
-                    f"{result['params']['rounds']} interleaved rounds (hops/s: median of rounds)")
+    at = result["params"].get("rounds_at") or {}
+    rounds = ", ".join(f"{n} at concurrency {c}" for c, n in at.items()) or str(result["params"]["rounds"])
+    t = Table(title=f"gateway: MAX_HOPS={result['params']['max_hops']}, interleaved rounds: {rounds} "
+                    "(hops/s: median of rounds)")
     for col in ("conc.", "mode", "hops/s", "hop p50 ms", "hop p99 ms", "gateway CPU ms/hop", "services CPU ms/hop",
                 "failed runs"):
         t.add_column(col, justify="right" if col != "mode" else "left", no_wrap=True,
@@ -208,9 +213,11 @@ def print_table(result: dict) -> None:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rounds", type=int, default=8,
-                   help="rounds; a multiple of the number of modes puts each mode in each place of "
-                        "the order equally often (the place changes the figures)")
+    p.add_argument("--rounds", type=int, nargs="+", default=None,
+                   help="rounds: one number for every concurrency, or one per --concurrency (default: "
+                        f"{DEFAULT_ROUNDS_C1} at concurrency 1, {DEFAULT_ROUNDS} at the others); a multiple "
+                        "of the number of modes puts each mode in each place of the order equally often "
+                        "(the place changes the figures)")
     p.add_argument("--max-hops", type=int, default=10, help="services' MAX_HOPS: hops per run")
     p.add_argument("--runs", type=int, default=15, help="runs per measurement at concurrency 1; "
                    "×C at concurrency C")
@@ -225,10 +232,31 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+DEFAULT_ROUNDS_C1, DEFAULT_ROUNDS = 24, 8
+
+
+def rounds_at(rounds: list[int] | None, concurrencies: list[int]) -> dict[int, int]:
+    """Rounds per concurrency from ``--rounds`` (none, one for all, or one per concurrency)."""
+    if rounds is None:
+        return {c: DEFAULT_ROUNDS_C1 if c == 1 else DEFAULT_ROUNDS for c in concurrencies}
+    if len(rounds) == 1:
+        return dict.fromkeys(concurrencies, rounds[0])
+    if len(rounds) != len(concurrencies):
+        raise ValueError(f"--rounds: give one number, or one per concurrency ({len(concurrencies)}), "
+                         f"not {len(rounds)}")
+    return dict(zip(concurrencies, rounds, strict=True))
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    if min(a.rounds, a.max_hops, a.runs, *a.concurrency) < 1:
+    if min(a.max_hops, a.runs, *a.concurrency, *(a.rounds or [1])) < 1:
         parser().error("--rounds, --max-hops, --runs and --concurrency must be >= 1")
+    if len(set(a.concurrency)) != len(a.concurrency):
+        parser().error("--concurrency: each value once")
+    try:
+        a.rounds_at = rounds_at(a.rounds, a.concurrency)
+    except ValueError as exc:
+        parser().error(str(exc))
     if a.settle < 0:
         parser().error("--settle must be >= 0")
     before = machine()

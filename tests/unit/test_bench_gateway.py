@@ -155,3 +155,20 @@ def test_tables_written_to_a_file_are_wide_enough_for_every_figure(tmp_path, mon
     assert "…" not in text
     assert "gateway CPU ms/hop" in text and "services CPU ms/hop" in text
     assert max(len(line) for line in text.splitlines()) <= LOG_WIDTH
+
+
+def test_rounds_default_to_more_at_concurrency_1_and_take_one_number_or_one_per_concurrency(capsys):
+    from bench.gateway import DEFAULT_ROUNDS, DEFAULT_ROUNDS_C1, main, rounds_at
+
+    assert rounds_at(None, [1, 16]) == {1: DEFAULT_ROUNDS_C1, 16: DEFAULT_ROUNDS}
+    assert DEFAULT_ROUNDS_C1 % 4 == 0 and DEFAULT_ROUNDS % 4 == 0  # every mode in every place alike
+    assert rounds_at([2], [1, 2]) == {1: 2, 2: 2}
+    assert rounds_at([12, 4], [1, 16]) == {1: 12, 16: 4}
+    with pytest.raises(ValueError, match="one per concurrency"):
+        rounds_at([12, 4, 2], [1, 16])
+    for argv, said in ((["--rounds", "8", "4", "2"], "one per concurrency (2), not 3"),
+                       (["--rounds", "0"], "must be >= 1"), (["--concurrency", "1", "1"], "each value once")):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)  # refused before any process starts
+        assert exc.value.code == 2
+        assert said in capsys.readouterr().err
