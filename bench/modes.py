@@ -54,7 +54,7 @@ def start_service(name: str, port: int, partner: str, logs: Path, max_hops: int)
 
 def start_mode(mode: str, workdir: Path, max_hops: int) -> Setup:
     """Start one mode's processes; on any failure stop what was started."""
-    ap, bp, gp = stk.free_port(), stk.free_port(), stk.free_port()
+    ap, bp, gp, wp = stk.free_ports(4)  # distinct: the gateway's and mitmweb's are bound last
     logs = workdir / mode / "logs"
     via = f"http://127.0.0.1:{gp}"
     partner = {"a": f"{via}/b/", "b": f"{via}/a/"}
@@ -74,7 +74,7 @@ def start_mode(mode: str, workdir: Path, max_hops: int) -> Setup:
             setup.session = workdir / mode / "session"
             kw["session"] = setup.session
         if mode == "hoptrace-web":
-            kw.update(web=True, web_port=stk.free_port(), web_password="bench")
+            kw.update(web=True, web_port=wp, web_password="bench")
         setup.procs.append(stk.start_gateway(gp, routes, logs, **kw))
         return setup
     except BaseException:

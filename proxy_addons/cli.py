@@ -51,6 +51,13 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         web_port=args.web_port, web_password=web_password, host=args.host,
         sets=dict(s.split("=", 1) for s in args.set), quiet=args.quiet,
     )
+    try:  # mitmproxy keeps running when it cannot bind: say so now instead
+        stack.ensure_free(stack.probe_host(args.host), args.listen, "gateway")
+        if args.web:
+            stack.ensure_free("127.0.0.1", args.web_port, "mitmweb")
+    except stack.PortInUse as exc:
+        console.print(f"[bold red]could not start:[/] {exc}")
+        return 1
     if args.web and web_password:
         console.print(f"mitmweb: http://127.0.0.1:{args.web_port}/?token={web_password}")
     return (mitmweb if args.web else mitmdump)(mitm_args) or 0

@@ -33,7 +33,7 @@ def start_idle_stack(workdir: Path, keep_alive: float, idle_ms: int, started: li
                      **settings) -> stk.Stack:
     """A and B under ``uvicorn --timeout-keep-alive`` behind the gateway; every started process
     is appended to ``started`` (the caller stops them)."""
-    gp, ap, bp = stk.free_port(), stk.free_port(), stk.free_port()
+    gp, ap, bp = stk.free_ports(3)
     gw, args = f"http://127.0.0.1:{gp}", ["--factory", "--timeout-keep-alive", f"{keep_alive:g}"]
     for name, port, partner in (("b", bp, "a"), ("a", ap, "b")):
         env = {"PARTNER_URL": f"{gw}/{partner}/", **{k.upper(): str(v) for k, v in settings.items()}}

@@ -19,9 +19,47 @@ ADDON_SCRIPT = Path(__file__).with_name("gateway.py")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1", avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:
+    """``n`` distinct ports free now, none in ``avoid``. They are all held while chosen: calling
+    ``free_port`` once per port may hand the same port out twice (a stack's A and its gateway
+    got one port once, and the gateway's readiness probe found A listening there)."""
+    socks: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            s = socket.socket()
+            socks.append(s)
+            s.bind((host, 0))
+            if (port := s.getsockname()[1]) not in avoid:
+                ports.append(port)
+        return ports
+    finally:
+        for s in socks:
+            s.close()
+
+
+def probe_host(host: str) -> str:
+    """Where to look for a listener on ``host``: loopback for the wildcard addresses."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+class PortInUse(RuntimeError):
+    """Another process already listens on a port a process of ours is to listen on."""
+
+
+def ensure_free(host: str, port: int, what: str) -> None:
+    """Refuse to start ``what`` on a port something already listens on: its readiness probe
+    would find that listener and call ours ready (mitmproxy keeps running when it cannot bind)."""
+    try:
+        taken = port_open(host, port)
+    except OSError:
+        return
+    if taken:
+        raise PortInUse(f"{what}: port {port} on {host} is already in use by another process; "
+                        "stop it or choose another port")
 
 
 @dataclass
@@ -114,6 +152,7 @@ def start_uvicorn(name: str, app: str, port: int, env: dict | None = None,
     ``uvicorn_args`` are passed on (e.g. ``["--factory", "--timeout-keep-alive", "1"]``)."""
     cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", *uvicorn_args]
+    ensure_free("127.0.0.1", port, name)
     proc = spawn(name, cmd, env, log_dir)
     proc.meta.update(port=port, url=f"http://127.0.0.1:{port}")
     wait_until(lambda: port_open("127.0.0.1", port), proc, timeout, f"{name} on port {port}")
@@ -125,6 +164,7 @@ def start_service(name: str, port: int, partner_url: str, log_dir: Path | None =
     """Start service ``a`` or ``b``; ``settings`` become env vars (fail_rate=0 → FAIL_RATE=0)."""
     env = {"PORT": str(port), "HOST": "127.0.0.1", "PARTNER_URL": partner_url}
     env.update({k.upper(): str(v) for k, v in settings.items() if v is not None})
+    ensure_free("127.0.0.1", port, f"service {name}")
     proc = spawn(f"service-{name}", service_cmd(name), env, log_dir)
     proc.meta.update(port=port, url=f"http://127.0.0.1:{port}")
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200,
@@ -169,10 +209,12 @@ def gateway_cmd(args: list[str], web: bool = False) -> list[str]:
 def start_gateway(listen: int, routes: dict[str, str], log_dir: Path | None = None,
                   timeout: float = 30.0, **kw) -> Proc:
     web = kw.get("web", False)
+    probe = probe_host(kw.get("host", "127.0.0.1"))
+    ensure_free(probe, listen, "gateway")
+    if web:
+        ensure_free("127.0.0.1", kw.get("web_port", 8081), "mitmweb")
     proc = spawn("gateway", gateway_cmd(gateway_args(listen, routes, **kw), web), None, log_dir)
     proc.meta.update(port=listen, url=f"http://127.0.0.1:{listen}")
-    probe = kw.get("host", "127.0.0.1")
-    probe = "127.0.0.1" if probe in ("0.0.0.0", "::", "") else probe
     wait_until(lambda: port_open(probe, listen), proc, timeout, f"gateway on {probe}:{listen}")
     if web:
         wp = kw.get("web_port", 8081)
@@ -217,7 +259,12 @@ def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
     """Start B, A, then the gateway; on any failure stop what was started. ``settings`` go to both
     services, ``a_settings``/``b_settings`` to one (e.g. ``b_settings={"fail_rate": 1}``). The
     services always listen on loopback; only the gateway may be put elsewhere (``gateway_host``)."""
-    gp, ap, bp = gateway_port or free_port(), a_port or free_port(), b_port or free_port()
+    given = [p for p in (gateway_port, a_port, b_port, web_port if web else None) if p]
+    if len(set(given)) < len(given):
+        raise PortInUse(f"the same port given twice: {sorted(given)}")
+    fresh = iter(free_ports(4, avoid=set(given)))
+    gp, ap, bp = gateway_port or next(fresh), a_port or next(fresh), b_port or next(fresh)
+    web_port = web_port or next(fresh)
     gw = f"http://127.0.0.1:{gp}"
     started: list[Proc] = []
     try:
@@ -227,7 +274,7 @@ def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
         started.append(a)
         routes = {"/a/": f"http://127.0.0.1:{ap}", "/b/": f"http://127.0.0.1:{bp}"}
         g = start_gateway(gp, routes, log_dir, session=session, web=web,
-                          web_port=web_port or free_port(), web_password=web_password,
+                          web_port=web_port, web_password=web_password,
                           sets=gateway_sets, quiet=quiet, host=gateway_host, script=script)
         return Stack(a, b, g, session)
     except BaseException:

@@ -80,7 +80,7 @@ def single_app(tmp_path_factory):
     """One app serving /a/ and /b/ on one port, calling one fixed gateway URL, propagating
     nothing, behind the gateway; 100 identical concurrent kicks. Yields (session, truths)."""
     tmp = tmp_path_factory.mktemp("single")
-    app_port, gp = stk.free_port(), stk.free_port()
+    app_port, gp = stk.free_ports(2)
     env = {"GATEWAY_URL": f"http://127.0.0.1:{gp}", "FAIL_RATE": "0.15", "MAX_DIGITS": "8"}
     started: list[stk.Proc] = []
     try:

@@ -25,7 +25,7 @@ JSON = {"content-type": "application/json"}
 @pytest.fixture
 def pair(procs, tmp_path):
     """A and B talking to each other directly (no gateway: this is about the services)."""
-    ap, bp = stk.free_port(), stk.free_port()
+    ap, bp = stk.free_ports(2)
     common = {"fail_rate": 0.3, "max_hops": 6, "log_dir": tmp_path / "logs"}
     b = stk.start_service("b", bp, f"http://127.0.0.1:{ap}/a/", **common)
     procs.append(b)

@@ -23,7 +23,7 @@ def hoptrace(*args: str) -> list[str]:
 
 @pytest.mark.parametrize("web", [False, True], ids=["mitmdump", "mitmweb"])
 def test_up_kick_and_clean_stop(procs, tmp_path, web):
-    gp, ap, bp, wp = (stk.free_port() for _ in range(4))
+    gp, ap, bp, wp = stk.free_ports(4)
     args = ["up", "--dumps", str(tmp_path / "dumps"), "--port", str(gp), "--a-port", str(ap),
             "--b-port", str(bp), "--web-port", str(wp), "--fail-rate", "0.3", "--max-hops", "20"]
     if not web:
@@ -76,3 +76,43 @@ def test_kick_reports_unreachable_gateway():
 def test_gateway_bad_route_is_a_clear_error():
     r = subprocess.run(hoptrace("gateway", "--route", "a=b"), capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "is not PREFIX=URL" in r.stderr
+
+
+def test_up_on_a_port_in_use_says_so_and_leaves_nothing_running(tmp_path):
+    """mitmproxy keeps running when it cannot bind its port, and a readiness probe finds the
+    other process there: `hoptrace up` said "up" with no gateway. Now it refuses, and says why."""
+    import socket
+
+    ap, bp, wp = stk.free_ports(3)
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        up = subprocess.run(hoptrace("up", "--no-web", "--dumps", str(tmp_path / "d"), "--port", str(taken),
+                                     "--a-port", str(ap), "--b-port", str(bp), "--web-port", str(wp)),
+                            capture_output=True, text=True, timeout=120)
+    out = " ".join((up.stdout + up.stderr).split())
+    assert up.returncode == 1
+    assert f"could not start: gateway: port {taken} on 127.0.0.1 is already in use by another process" in out
+    assert "hoptrace is up" not in out
+    logs = sorted((tmp_path / "d").glob("*/logs/service-*.log"))
+    assert [p.name for p in logs] == ["service-a.log", "service-b.log"]
+    assert all("Finished server process" in p.read_text() for p in logs)  # A and B stopped again
+    for port in (ap, bp):
+        with pytest.raises(OSError):
+            stk.port_open("127.0.0.1", port)
+
+
+def test_gateway_on_a_port_in_use_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        gw = subprocess.run(hoptrace("gateway", "--listen", str(taken), "--route", "/a/=http://127.0.0.1:9",
+                                     "--session", str(tmp_path / "s"), "--quiet"),
+                            capture_output=True, text=True, timeout=60)
+    assert gw.returncode == 1
+    assert f"gateway: port {taken} on 127.0.0.1 is already in use" in " ".join((gw.stdout + gw.stderr).split())
+    assert not (tmp_path / "s").exists()  # no session opened for a gateway that never ran

@@ -39,7 +39,7 @@ def test_b_down_is_a_502_with_the_undelivered_payload_and_an_error_run_naming_b(
 
 
 def test_b_slower_than_the_timeout_is_a_recorded_504_from_a(procs, tmp_path):
-    gp, ap, bp = stk.free_port(), stk.free_port(), stk.free_port()
+    gp, ap, bp = stk.free_ports(3)
     procs.append(stk.start_uvicorn("slow-b", "tests.apps.slow:app", bp, {"SLOW_SECONDS": "3"}))
     procs.append(stk.start_service("a", ap, f"http://127.0.0.1:{gp}/b/", tmp_path / "logs",
                                    fail_rate=0, partner_timeout=0.5))

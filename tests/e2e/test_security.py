@@ -42,7 +42,7 @@ def assert_private(folder) -> None:
 
 def test_secrets_reach_the_upstream_but_no_dump(procs, tmp_path):
     token, sid, pw = (secrets.token_hex(8) for _ in range(3))
-    port, gp = stk.free_port(), stk.free_port()
+    port, gp = stk.free_ports(2)
     procs.append(stk.start_uvicorn("mirror", "tests.apps.mirror:app", port, log_dir=tmp_path / "logs"))
     session = tmp_path / "s"
     gw = stk.start_gateway(gp, {"/": f"http://127.0.0.1:{port}"}, session=session,
@@ -94,13 +94,13 @@ def hoptrace(*args: str) -> list[str]:
 
 
 def test_listening_beyond_loopback_warns(procs, tmp_path):
-    port = str(stk.free_port())
+    port, a_port, b_port = (str(p) for p in stk.free_ports(3))
     gw = subprocess.run(hoptrace("gateway", "--host", NOT_HERE, "--listen", port, "--route", "/a/=http://127.0.0.1:9",
                                  "--session", str(tmp_path / "s"), "--quiet"),
                         capture_output=True, text=True, timeout=60)
     assert f"warning: listening on {NOT_HERE}" in gw.stderr and gw.returncode != 0
     up = subprocess.run(hoptrace("up", "--no-web", "--host", NOT_HERE, "--dumps", str(tmp_path / "d"), "--port", port,
-                                 "--a-port", str(stk.free_port()), "--b-port", str(stk.free_port())),
+                                 "--a-port", a_port, "--b-port", b_port),
                         capture_output=True, text=True, timeout=90)
     assert f"warning: listening on {NOT_HERE}" in up.stderr
     assert up.returncode == 1 and "could not start" in up.stderr and NOT_HERE in up.stderr

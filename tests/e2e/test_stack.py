@@ -99,7 +99,7 @@ def test_unknown_path_404_is_recorded(start_stack):
 
 def test_hoptrace_gateway_records_a_single_process_app(procs, tmp_path):
     """QA without code access: one app serving /a/ and /b/, calling one fixed gateway URL."""
-    app_port, gp = stk.free_port(), stk.free_port()
+    app_port, gp = stk.free_ports(2)
     env = {"GATEWAY_URL": f"http://127.0.0.1:{gp}", "FAIL_RATE": "0.2", "MAX_DIGITS": "8"}
     procs.append(stk.start_uvicorn("single", "tests.apps.single:app", app_port, env, tmp_path / "logs"))
     upstream = f"http://127.0.0.1:{app_port}"
@@ -118,3 +118,35 @@ def test_hoptrace_gateway_records_a_single_process_app(procs, tmp_path):
     assert sorted(json.dumps(r["request"]["body"]["value"], sort_keys=True) for r in recs) == \
         sorted(json.dumps(e["payload"], sort_keys=True) for e in truth["log"])
     assert (ROOT / "tests" / "apps" / "single.py").exists()
+
+
+def test_free_ports_are_distinct_and_avoid_the_ports_given():
+    ports = stk.free_ports(40)
+    assert len(set(ports)) == 40
+    assert not set(stk.free_ports(20, avoid=set(ports[:10]))) & set(ports[:10])
+
+
+def test_a_port_another_process_listens_on_is_refused_before_anything_starts(tmp_path):
+    """A stack once got one port for A and its gateway: the gateway's readiness probe found A
+    there, the kick went to A, nothing was recorded. Now a taken port is refused up front."""
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        taken = other.getsockname()[1]
+        for start in (lambda: stk.start_gateway(taken, {"/a/": "http://127.0.0.1:9"}, tmp_path / "g"),
+                      lambda: stk.start_service("a", taken, "http://127.0.0.1:9/b/", tmp_path / "s"),
+                      lambda: stk.start_uvicorn("app", "tests.apps.single:app", taken, None, tmp_path / "u")):
+            with pytest.raises(stk.PortInUse, match=f"port {taken} on 127.0.0.1 is already in use"):
+                start()
+        assert not any((tmp_path / d).exists() for d in ("g", "s", "u"))  # no process was spawned
+        with pytest.raises(stk.PortInUse, match=f"mitmweb: port {taken}"):
+            stk.start_stack(web=True, web_port=taken, session=tmp_path / "session", log_dir=tmp_path / "logs")
+        # A and B had started; they are stopped again (by PID) before the error comes out
+        logs = sorted((tmp_path / "logs").glob("service-*.log"))
+        assert [p.name for p in logs] == ["service-a.log", "service-b.log"]
+        assert all("Finished server process" in p.read_text() for p in logs)
+    with pytest.raises(stk.PortInUse, match="the same port given twice"):
+        stk.start_stack(gateway_port=taken, a_port=taken, log_dir=tmp_path / "logs2")
+    assert not (tmp_path / "logs2").exists()

@@ -22,7 +22,7 @@ VOLATILE = {"host", "date"}
 
 @pytest.fixture
 def bases(procs, tmp_path):
-    port, gp = stk.free_port(), stk.free_port()
+    port, gp = stk.free_ports(2)
     procs.append(stk.start_uvicorn("mirror", "tests.apps.mirror:app", port, log_dir=tmp_path / "logs"))
     procs.append(stk.start_gateway(gp, {"/": f"http://127.0.0.1:{port}"}, session=tmp_path / "s"))
     return f"http://127.0.0.1:{port}", f"http://127.0.0.1:{gp}"

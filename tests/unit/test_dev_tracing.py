@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from proxy_addons.stack import free_port
+from proxy_addons.stack import free_ports
 from services.a import process_a
 from services.app import create_app
 from services.b import process_b
@@ -50,7 +50,7 @@ def test_each_hop_is_a_child_of_the_hop_that_sent_it(servers):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    pa, pb = free_port(), free_port()
+    pa, pb = free_ports(2)
     common = {"fail_rate": 0, "max_hops": 5}
     servers(create_app(load_settings("a", partner_url=f"http://127.0.0.1:{pb}/b/", **common), process_a, provider), pa)
     servers(create_app(load_settings("b", partner_url=f"http://127.0.0.1:{pa}/a/", **common), process_b, provider), pb)
