@@ -51,7 +51,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         web_port=args.web_port, web_password=web_password, host=args.host,
         sets=dict(s.split("=", 1) for s in args.set), quiet=args.quiet,
     )
-    try:  # mitmproxy keeps running when it cannot bind: say so now instead
+    try:  # a clear refusal now, not mitmproxy's bind error after its start-up
         stack.ensure_free(stack.probe_host(args.host), args.listen, "gateway")
         if args.web:
             stack.ensure_free("127.0.0.1", args.web_port, "mitmweb")

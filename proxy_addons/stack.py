@@ -52,7 +52,8 @@ class PortInUse(RuntimeError):
 
 def ensure_free(host: str, port: int, what: str) -> None:
     """Refuse to start ``what`` on a port something already listens on: its readiness probe
-    would find that listener and call ours ready (mitmproxy keeps running when it cannot bind)."""
+    would find that listener and call ours ready before ours has even tried to bind (mitmproxy
+    then exits with "address already in use" about a second later)."""
     try:
         taken = port_open(host, port)
     except OSError:

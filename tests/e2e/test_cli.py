@@ -79,8 +79,9 @@ def test_gateway_bad_route_is_a_clear_error():
 
 
 def test_up_on_a_port_in_use_says_so_and_leaves_nothing_running(tmp_path):
-    """mitmproxy keeps running when it cannot bind its port, and a readiness probe finds the
-    other process there: `hoptrace up` said "up" with no gateway. Now it refuses, and says why."""
+    """The readiness probe found the other process on the port: `hoptrace up` printed "hoptrace
+    is up" and the kick line, then "gateway exited" once mitmproxy failed to bind. Now it
+    refuses before starting anything, and says why."""
     import socket
 
     ap, bp, wp = stk.free_ports(3)
