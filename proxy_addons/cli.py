@@ -56,11 +56,15 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         if args.web:
             stack.ensure_free("127.0.0.1", args.web_port, "mitmweb")
     except stack.PortInUse as exc:
-        console.print(f"[bold red]could not start:[/] {exc}")
+        flag = "--web-port" if exc.what == "mitmweb" else "--listen"
+        console.print(f"[bold red]could not start:[/] {exc} ({flag} PORT)")
         return 1
     if args.web and web_password:
         console.print(f"mitmweb: http://127.0.0.1:{args.web_port}/?token={web_password}")
     return (mitmweb if args.web else mitmdump)(mitm_args) or 0
+
+
+UP_PORT_FLAGS = {"gateway": "--port", "service a": "--a-port", "service b": "--b-port", "mitmweb": "--web-port"}
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -82,7 +86,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                                web_port=args.web_port, web_password=password, quiet=False,
                                gateway_host=args.host, **settings)
     except (RuntimeError, TimeoutError) as exc:
-        console.print(f"[bold red]could not start:[/] {exc}")
+        flag = UP_PORT_FLAGS.get(getattr(exc, "what", None))
+        console.print(f"[bold red]could not start:[/] {exc}" + (f" ({flag} PORT)" if flag else ""))
         return 1
     url = st.url
     console.print(f"[bold green]hoptrace is up[/]  gateway {url}  A :{st.a.meta['port']}  B :{st.b.meta['port']}")

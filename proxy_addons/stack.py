@@ -47,7 +47,12 @@ def probe_host(host: str) -> str:
 
 
 class PortInUse(RuntimeError):
-    """Another process already listens on a port a process of ours is to listen on."""
+    """Another process already listens on a port a process of ours is to listen on (``what``:
+    "gateway", "mitmweb", "service a" …; None for ports given twice)."""
+
+    def __init__(self, message: str, what: str | None = None, port: int | None = None) -> None:
+        super().__init__(message)
+        self.what, self.port = what, port
 
 
 def ensure_free(host: str, port: int, what: str) -> None:
@@ -60,7 +65,7 @@ def ensure_free(host: str, port: int, what: str) -> None:
         return
     if taken:
         raise PortInUse(f"{what}: port {port} on {host} is already in use by another process; "
-                        "stop it or choose another port")
+                        "stop it or choose another port", what, port)
 
 
 @dataclass

@@ -78,30 +78,36 @@ def test_gateway_bad_route_is_a_clear_error():
     assert r.returncode == 2 and "is not PREFIX=URL" in r.stderr
 
 
-def test_up_on_a_port_in_use_says_so_and_leaves_nothing_running(tmp_path):
+@pytest.mark.parametrize(("flag", "what", "started"), [
+    ("--port", "gateway", ["service-a.log", "service-b.log"]),
+    ("--a-port", "service a", ["service-b.log"]),  # B starts first; A is refused before it spawns
+])
+def test_up_on_a_port_in_use_says_so_and_leaves_nothing_running(tmp_path, flag, what, started):
     """The readiness probe found the other process on the port: `hoptrace up` printed "hoptrace
     is up" and the kick line, then "gateway exited" once mitmproxy failed to bind. Now it
-    refuses before starting anything, and says why."""
+    refuses, says which port and which option moves it, and stops what it had started."""
     import socket
 
-    ap, bp, wp = stk.free_ports(3)
+    ports = dict(zip(("--port", "--a-port", "--b-port", "--web-port"), stk.free_ports(4), strict=True))
     with socket.socket() as other:
         other.bind(("127.0.0.1", 0))
         other.listen()
-        taken = other.getsockname()[1]
-        up = subprocess.run(hoptrace("up", "--no-web", "--dumps", str(tmp_path / "d"), "--port", str(taken),
-                                     "--a-port", str(ap), "--b-port", str(bp), "--web-port", str(wp)),
-                            capture_output=True, text=True, timeout=120)
+        taken = ports[flag] = other.getsockname()[1]
+        up = subprocess.run(hoptrace("up", "--no-web", "--dumps", str(tmp_path / "d"),
+                                     *(str(v) for kv in ports.items() for v in kv)),
+                            capture_output=True, text=True, timeout=120, check=False)
     out = " ".join((up.stdout + up.stderr).split())
     assert up.returncode == 1
-    assert f"could not start: gateway: port {taken} on 127.0.0.1 is already in use by another process" in out
+    assert (f"could not start: {what}: port {taken} on 127.0.0.1 is already in use by another process; "
+            f"stop it or choose another port ({flag} PORT)") in out
     assert "hoptrace is up" not in out
     logs = sorted((tmp_path / "d").glob("*/logs/service-*.log"))
-    assert [p.name for p in logs] == ["service-a.log", "service-b.log"]
-    assert all("Finished server process" in p.read_text() for p in logs)  # A and B stopped again
-    for port in (ap, bp):
-        with pytest.raises(OSError):
-            stk.port_open("127.0.0.1", port)
+    assert [p.name for p in logs] == started
+    assert all("Finished server process" in p.read_text() for p in logs)  # stopped again
+    for port in (ports["--a-port"], ports["--b-port"]):
+        if port != taken:
+            with pytest.raises(OSError):
+                stk.port_open("127.0.0.1", port)
 
 
 def test_gateway_on_a_port_in_use_says_so(tmp_path):
@@ -113,7 +119,8 @@ def test_gateway_on_a_port_in_use_says_so(tmp_path):
         taken = other.getsockname()[1]
         gw = subprocess.run(hoptrace("gateway", "--listen", str(taken), "--route", "/a/=http://127.0.0.1:9",
                                      "--session", str(tmp_path / "s"), "--quiet"),
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     assert gw.returncode == 1
-    assert f"gateway: port {taken} on 127.0.0.1 is already in use" in " ".join((gw.stdout + gw.stderr).split())
+    assert (f"gateway: port {taken} on 127.0.0.1 is already in use by another process; stop it or choose "
+            "another port (--listen PORT)") in " ".join((gw.stdout + gw.stderr).split())
     assert not (tmp_path / "s").exists()  # no session opened for a gateway that never ran
