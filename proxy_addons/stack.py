@@ -50,9 +50,9 @@ class PortInUse(RuntimeError):
     """Another process already listens on a port a process of ours is to listen on (``what``:
     "gateway", "mitmweb", "service a" …; None for ports given twice)."""
 
-    def __init__(self, message: str, what: str | None = None, port: int | None = None) -> None:
+    def __init__(self, message: str, what: str | None = None) -> None:
         super().__init__(message)
-        self.what, self.port = what, port
+        self.what = what
 
 
 def ensure_free(host: str, port: int, what: str) -> None:
@@ -65,7 +65,7 @@ def ensure_free(host: str, port: int, what: str) -> None:
         return
     if taken:
         raise PortInUse(f"{what}: port {port} on {host} is already in use by another process; "
-                        "stop it or choose another port", what, port)
+                        "stop it or choose another port", what)
 
 
 @dataclass
@@ -271,6 +271,11 @@ def start_stack(*, gateway_port: int | None = None, a_port: int | None = None,
     fresh = iter(free_ports(4, avoid=set(given)))
     gp, ap, bp = gateway_port or next(fresh), a_port or next(fresh), b_port or next(fresh)
     web_port = web_port or next(fresh)
+    # every port checked before anything starts (each start checks its own again, as it spawns)
+    ensure_free(probe_host(gateway_host), gp, "gateway")
+    for what, port in (("service a", ap), ("service b", bp), ("mitmweb", web_port if web else None)):
+        if port is not None:
+            ensure_free("127.0.0.1", port, what)
     gw = f"http://127.0.0.1:{gp}"
     started: list[Proc] = []
     try:
